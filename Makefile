@@ -1,0 +1,41 @@
+# The two commands: `make run` and `make test`. Both work on a machine with only python3.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: run test install lint schema bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py ensure_dev_superuser
+	@echo ""
+	@echo "  GraphiQL:  http://localhost:$(PORT)/graphql/"
+	@echo "  Sandbox:   http://localhost:$(PORT)/sandbox/"
+	@echo "  Admin:     http://localhost:$(PORT)/admin/   (login admin / admin)"
+	@echo "  Health:    http://localhost:$(PORT)/healthz"
+	@echo ""
+	$(BIN)/python manage.py runserver 0.0.0.0:$(PORT)
+
+# tests/services.py picks PostgreSQL and Redis when reachable (and starts them under CI=true,
+# failing if it cannot); otherwise SQLite and locmem, and pytest lists what it skipped.
+test: install
+	@env_lines="$$($(BIN)/python tests/services.py)" && eval "$$env_lines" && $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+schema: install
+	$(BIN)/python manage.py graphql_schema --schema schema.schema.schema --out schema.graphql
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache

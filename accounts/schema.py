@@ -1,0 +1,207 @@
+"""GraphQL for accounts: thin resolvers that parse input, call a service and shape output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import graphene
+from django.conf import settings
+from graphene_django import DjangoObjectType
+from graphql import GraphQLResolveInfo
+
+from accounts import services
+from accounts.models import User as UserModel
+from accounts.models import WechatIdentity
+from schema.errors import AppError, ErrorCode
+from schema.permissions import current_user, login_required
+from schema.ratelimit import enforce
+
+
+class User(DjangoObjectType):
+    openid = graphene.String(description="The user's openid in this mini-program.")
+    unionid = graphene.String()
+    avatar_url = graphene.String()
+    gender = graphene.Int(description="0 unknown, 1 male, 2 female (as WeChat reports it).")
+
+    class Meta:
+        model = UserModel
+        fields = (
+            "id",
+            "nickname",
+            "avatar_url",
+            "gender",
+            "language",
+            "city",
+            "province",
+            "country",
+            "phone_number",
+            "pure_phone_number",
+            "phone_country_code",
+            "date_joined",
+        )
+
+    @staticmethod
+    def _identity(user: UserModel) -> WechatIdentity | None:
+        if not hasattr(user, "_miniprogram_identity"):
+            user._miniprogram_identity = (  # type: ignore[attr-defined]
+                WechatIdentity.objects.filter(user=user, appid=settings.WECHAT_MINIPROGRAM_APPID)
+                .only("openid", "unionid")
+                .first()
+            )
+        return user._miniprogram_identity  # type: ignore[attr-defined,no-any-return]
+
+    @staticmethod
+    def resolve_openid(user: UserModel, info: GraphQLResolveInfo) -> str | None:
+        identity = User._identity(user)
+        return identity.openid if identity else None
+
+    @staticmethod
+    def resolve_unionid(user: UserModel, info: GraphQLResolveInfo) -> str | None:
+        identity = User._identity(user)
+        return (identity.unionid or None) if identity else None
+
+    @staticmethod
+    def resolve_avatar_url(user: UserModel, info: GraphQLResolveInfo) -> str:
+        return user.avatar_url
+
+    @staticmethod
+    def resolve_gender(user: UserModel, info: GraphQLResolveInfo) -> int:
+        return user.gender
+
+
+class Query(graphene.ObjectType):
+    me = graphene.Field(User, description="The logged-in user.")
+
+    @staticmethod
+    def resolve_me(root: Any, info: GraphQLResolveInfo) -> UserModel:
+        return current_user(info)  # type: ignore[no-any-return]
+
+
+class WechatLogin(graphene.Mutation):
+    """Exchanges a wx.login code for an access token and a refresh token."""
+
+    class Arguments:
+        code = graphene.String(required=True)
+
+    token = graphene.String(required=True)
+    refresh_token = graphene.String(required=True)
+    created = graphene.Boolean(required=True, description="True when this login created the user.")
+    user = graphene.Field(User, required=True)
+
+    @staticmethod
+    def mutate(root: Any, info: GraphQLResolveInfo, code: str) -> WechatLogin:
+        request = info.context
+        enforce(request, group="wechatLogin:ip", key="ip", rate=settings.RATELIMIT_LOGIN)
+        enforce(request, group="wechatLogin:code", key=lambda group, req: code, rate=settings.RATELIMIT_LOGIN_CODE)
+        result = services.wechat_login(code=code)
+        return WechatLogin(
+            token=result.tokens.token,
+            refresh_token=result.tokens.refresh_token,
+            created=result.created,
+            user=result.user,
+        )
+
+
+class RefreshToken(graphene.Mutation):
+    """Trades a refresh token for a new access token and a new refresh token (the old one dies)."""
+
+    class Arguments:
+        refresh_token = graphene.String(required=True)
+
+    token = graphene.String(required=True)
+    refresh_token = graphene.String(required=True)
+
+    @staticmethod
+    def mutate(root: Any, info: GraphQLResolveInfo, refresh_token: str) -> RefreshToken:
+        pair = services.refresh_tokens(refresh_token=refresh_token)
+        return RefreshToken(token=pair.token, refresh_token=pair.refresh_token)
+
+
+class RevokeToken(graphene.Mutation):
+    """Revokes a refresh token at once (log out)."""
+
+    class Arguments:
+        refresh_token = graphene.String(required=True)
+
+    revoked = graphene.Boolean(required=True)
+
+    @staticmethod
+    def mutate(root: Any, info: GraphQLResolveInfo, refresh_token: str) -> RevokeToken:
+        return RevokeToken(revoked=services.revoke_refresh_token(refresh_token=refresh_token))
+
+
+class DecryptUserInfo(graphene.Mutation):
+    """Saves the profile from wx.getUserProfile's encryptedData (checks rawData's signature when sent)."""
+
+    class Arguments:
+        encrypted_data = graphene.String(required=True)
+        iv = graphene.String(required=True)
+        raw_data = graphene.String()
+        signature = graphene.String()
+
+    Output = User
+
+    @staticmethod
+    @login_required
+    def mutate(
+        root: Any,
+        info: GraphQLResolveInfo,
+        encrypted_data: str,
+        iv: str,
+        raw_data: str | None = None,
+        signature: str | None = None,
+    ) -> UserModel:
+        return services.decrypt_user_info(
+            user=info.context.user, encrypted_data=encrypted_data, iv=iv, raw_data=raw_data, signature=signature
+        )
+
+
+class BindPhoneNumber(graphene.Mutation):
+    """Binds the phone number from the getPhoneNumber button: its `code`, or the older encryptedData + iv."""
+
+    class Arguments:
+        code = graphene.String()
+        encrypted_data = graphene.String()
+        iv = graphene.String()
+
+    Output = User
+
+    @staticmethod
+    @login_required
+    def mutate(
+        root: Any,
+        info: GraphQLResolveInfo,
+        code: str | None = None,
+        encrypted_data: str | None = None,
+        iv: str | None = None,
+    ) -> UserModel:
+        user = info.context.user
+        if code is not None and encrypted_data is None and iv is None:
+            return services.bind_phone_by_code(user=user, code=code)
+        if code is None and encrypted_data is not None and iv is not None:
+            return services.bind_phone_by_encrypted_data(user=user, encrypted_data=encrypted_data, iv=iv)
+        raise AppError(ErrorCode.BAD_USER_INPUT, "Send either code, or encryptedData with iv.")
+
+
+class UpdateProfile(graphene.Mutation):
+    class Arguments:
+        nickname = graphene.String()
+        avatar_url = graphene.String()
+
+    Output = User
+
+    @staticmethod
+    @login_required
+    def mutate(
+        root: Any, info: GraphQLResolveInfo, nickname: str | None = None, avatar_url: str | None = None
+    ) -> UserModel:
+        return services.update_profile(user=info.context.user, nickname=nickname, avatar_url=avatar_url)
+
+
+class Mutation(graphene.ObjectType):
+    wechat_login = WechatLogin.Field()
+    refresh_token = RefreshToken.Field()
+    revoke_token = RevokeToken.Field()
+    decrypt_user_info = DecryptUserInfo.Field()
+    bind_phone_number = BindPhoneNumber.Field()
+    update_profile = UpdateProfile.Field()

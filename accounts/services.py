@@ -1,0 +1,287 @@
+"""Every write and rule of accounts: login, tokens, user data, phone, profile."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from graphql_jwt.shortcuts import get_token
+
+from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token, new_username
+from config import providers
+from providers.http import ProviderError, ProviderUnavailable
+from providers.wechat.crypto import DecryptError, decrypt_user_data, user_data_signature
+from schema.errors import AppError, ErrorCode
+
+logger = logging.getLogger(__name__)
+
+MAX_CODE_LENGTH = 128
+# Clock skew allowed for a watermark that claims to be from the future.
+WATERMARK_SKEW = 300
+
+LOGIN_ERRORS = {
+    40029: (ErrorCode.BAD_USER_INPUT, "This login code is invalid: call wx.login again for a fresh code."),
+    40163: (ErrorCode.BAD_USER_INPUT, "This login code was already used: call wx.login again for a fresh code."),
+    45011: (ErrorCode.RATE_LIMITED, "WeChat is limiting logins right now: wait a minute and try again."),
+    40226: (ErrorCode.FORBIDDEN, "WeChat flagged this account as high risk; it cannot log in."),
+}
+PHONE_ERRORS = {
+    40029: (ErrorCode.BAD_USER_INPUT, "This phone code is invalid or expired: ask the user to tap the button again."),
+    40163: (ErrorCode.BAD_USER_INPUT, "This phone code was already used: ask the user to tap the button again."),
+    45011: (ErrorCode.RATE_LIMITED, "WeChat is limiting phone-number requests: wait a minute and try again."),
+}
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    token: str
+    refresh_token: str
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user: User
+    created: bool
+    tokens: TokenPair
+
+
+def _provider_call(fn: Any, *args: Any, errors: dict[int, tuple[ErrorCode, str]]) -> Any:
+    """Calls the provider, turning its failures into AppErrors a client can act on."""
+    try:
+        return fn(*args)
+    except ProviderUnavailable as exc:
+        logger.warning("wechat unavailable: %s", exc.message)
+        raise AppError(ErrorCode.PROVIDER_UNAVAILABLE, "WeChat did not answer in time: try again shortly.") from exc
+    except ProviderError as exc:
+        known = errors.get(exc.errcode) if isinstance(exc.errcode, int) else None
+        logger.info("wechat refused: errcode=%s", exc.errcode)
+        if known:
+            raise AppError(*known) from exc
+        raise AppError(ErrorCode.PROVIDER_ERROR, f"WeChat refused the request (errcode {exc.errcode}).") from exc
+
+
+# --- tokens ---------------------------------------------------------------------
+
+
+def issue_tokens(user: User) -> TokenPair:
+    refresh = RefreshToken.objects.create(user=user)
+    return TokenPair(token=get_token(user), refresh_token=refresh.get_token())
+
+
+def _revoke_all(user_id: int) -> int:
+    return RefreshToken.objects.filter(user_id=user_id, revoked__isnull=True).update(revoked=timezone.now())
+
+
+def refresh_tokens(*, refresh_token: str) -> TokenPair:
+    """Rotates a refresh token. Presenting one that was already rotated signs the user out everywhere."""
+    digest = hash_refresh_token(refresh_token)
+    with transaction.atomic():
+        row = RefreshToken.objects.select_for_update().select_related("user").filter(token=digest).first()
+        if row is None:
+            raise AppError(ErrorCode.UNAUTHENTICATED, "Unknown refresh token: log in again.")
+        reused_by = row.user_id if row.revoked is not None else None
+        if reused_by is None:
+            if row.is_expired() or not row.user.is_active:
+                raise AppError(ErrorCode.UNAUTHENTICATED, "This refresh token has expired: log in again.")
+            row.revoked = timezone.now()
+            row.save(update_fields=["revoked"])
+            return issue_tokens(row.user)
+    # Outside the block above, so the revocation commits although we answer with an error.
+    revoked = _revoke_all(reused_by)
+    logger.warning("refresh token reused for user %s: revoked %s tokens", reused_by, revoked)
+    raise AppError(
+        ErrorCode.UNAUTHENTICATED,
+        "This refresh token was already used or revoked; for safety every session was signed out: log in again.",
+    )
+
+
+def revoke_refresh_token(*, refresh_token: str) -> bool:
+    digest = hash_refresh_token(refresh_token)
+    if RefreshToken.objects.filter(token=digest, revoked__isnull=True).update(revoked=timezone.now()):
+        return True
+    if RefreshToken.objects.filter(token=digest).exists():
+        return True  # already revoked: revoking is idempotent
+    raise AppError(ErrorCode.UNAUTHENTICATED, "Unknown refresh token.")
+
+
+# --- login ----------------------------------------------------------------------
+
+
+def _identity_for_login(*, appid: str, openid: str, unionid: str | None) -> tuple[WechatIdentity, bool]:
+    identity = WechatIdentity.objects.select_related("user").filter(appid=appid, openid=openid).first()
+    if identity is not None:
+        return identity, False
+    try:
+        with transaction.atomic():
+            # A unionid already known from another app of ours is the same person.
+            sibling = (
+                WechatIdentity.objects.select_related("user").filter(unionid=unionid).first() if unionid else None
+            )
+            created = sibling is None
+            user = sibling.user if sibling else User.objects.create(username=new_username())
+            identity = WechatIdentity.objects.create(
+                user=user, appid=appid, openid=openid, unionid=unionid or "", kind=WechatIdentity.Kind.MINIPROGRAM
+            )
+            return identity, created
+    except IntegrityError:
+        # A concurrent first login of the same user won the race; use its row.
+        return WechatIdentity.objects.select_related("user").get(appid=appid, openid=openid), False
+
+
+def wechat_login(*, code: str) -> LoginResult:
+    code = (code or "").strip()
+    if not code or len(code) > MAX_CODE_LENGTH:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "Send the code from wx.login.")
+    client = providers.wechat_miniprogram()
+    session = _provider_call(client.code2session, code, errors=LOGIN_ERRORS)
+    identity, created = _identity_for_login(appid=client.config.appid, openid=session.openid, unionid=session.unionid)
+    now = timezone.now()
+    identity.session_key = session.session_key
+    identity.session_key_updated_at = now
+    identity.last_login_at = now
+    update = ["session_key", "session_key_updated_at", "last_login_at"]
+    if session.unionid and identity.unionid != session.unionid:
+        identity.unionid = session.unionid
+        update.append("unionid")
+    identity.save(update_fields=update)
+    user = identity.user
+    if not user.is_active:
+        raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
+    User.objects.filter(pk=user.pk).update(last_login=now)
+    logger.info("wechat login openid=%s user=%s created=%s", session.openid, user.pk, created)
+    return LoginResult(user=user, created=created, tokens=issue_tokens(user))
+
+
+# --- user data ------------------------------------------------------------------
+
+
+def miniprogram_identity(user: User) -> WechatIdentity:
+    appid = providers.wechat_miniprogram().config.appid
+    identity = WechatIdentity.objects.filter(user=user, appid=appid).first()
+    if identity is None or not identity.session_key:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "No mini-program session: log in with wechatLogin first.")
+    return identity
+
+
+def _decrypt(identity: WechatIdentity, encrypted_data: str, iv: str) -> dict[str, Any]:
+    try:
+        payload = decrypt_user_data(identity.session_key, encrypted_data, iv, appid=identity.appid)
+    except DecryptError as exc:
+        raise AppError(
+            ErrorCode.BAD_USER_INPUT,
+            f"Could not decrypt the data ({exc}). If wx.login ran since, call wechatLogin again and retry.",
+        ) from exc
+    age = time.time() - payload["watermark"]["timestamp"]
+    if age > settings.WECHAT_USER_DATA_MAX_AGE or age < -WATERMARK_SKEW:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "This encrypted data is too old: fetch it again and send it at once.")
+    if payload.get("openId") not in (None, identity.openid):
+        raise AppError(ErrorCode.BAD_USER_INPUT, "This encrypted data belongs to another user.")
+    return payload
+
+
+def _save(user: User, fields: list[str]) -> User:
+    try:
+        user.full_clean(validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        names = ", ".join(sorted(exc.message_dict))
+        raise AppError(ErrorCode.BAD_USER_INPUT, f"Invalid value for: {names}.") from exc
+    user.save(update_fields=fields)
+    return user
+
+
+PROFILE_FIELDS = {
+    "nickName": "nickname",
+    "avatarUrl": "avatar_url",
+    "gender": "gender",
+    "language": "language",
+    "city": "city",
+    "province": "province",
+    "country": "country",
+}
+
+
+def decrypt_user_info(*, user: User, encrypted_data: str, iv: str, raw_data: str | None, signature: str | None) -> User:
+    identity = miniprogram_identity(user)
+    if signature is not None or raw_data is not None:
+        if not signature or raw_data is None:
+            raise AppError(ErrorCode.BAD_USER_INPUT, "Send rawData and signature together.")
+        expected = user_data_signature(raw_data, identity.session_key)
+        if not hmac.compare_digest(expected, signature.lower()):
+            raise AppError(
+                ErrorCode.BAD_USER_INPUT,
+                "rawData does not match its signature. If wx.login ran since, call wechatLogin again and retry.",
+            )
+    payload = _decrypt(identity, encrypted_data, iv)
+    changed = []
+    for source, field in PROFILE_FIELDS.items():
+        value = payload.get(source)
+        if value is None:
+            continue
+        if field == "gender":
+            value = value if value in (0, 1, 2) else 0
+        setattr(user, field, value)
+        changed.append(field)
+    if changed:
+        _save(user, changed)
+    return user
+
+
+def _set_phone(user: User, *, phone_number: str, pure: str, country_code: str) -> User:
+    user.pure_phone_number = pure
+    user.phone_country_code = country_code
+    user.phone_number = f"+{country_code}{pure}" if country_code and pure else phone_number
+    return _save(user, ["phone_number", "pure_phone_number", "phone_country_code"])
+
+
+def bind_phone_by_code(*, user: User, code: str) -> User:
+    code = (code or "").strip()
+    if not code or len(code) > MAX_CODE_LENGTH:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "Send the code from the getPhoneNumber button.")
+    info = _provider_call(providers.wechat_miniprogram().get_phone_number, code, errors=PHONE_ERRORS)
+    return _set_phone(
+        user, phone_number=info.phone_number, pure=info.pure_phone_number, country_code=info.country_code
+    )
+
+
+def bind_phone_by_encrypted_data(*, user: User, encrypted_data: str, iv: str) -> User:
+    payload = _decrypt(miniprogram_identity(user), encrypted_data, iv)
+    pure = str(payload.get("purePhoneNumber") or "")
+    if not pure:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "The encrypted data holds no phone number.")
+    return _set_phone(
+        user,
+        phone_number=str(payload.get("phoneNumber") or pure),
+        pure=pure,
+        country_code=str(payload.get("countryCode") or ""),
+    )
+
+
+_url = URLValidator(schemes=["https", "http"])
+
+
+def update_profile(*, user: User, nickname: str | None, avatar_url: str | None) -> User:
+    fields = []
+    if nickname is not None:
+        nickname = nickname.strip()
+        if not 1 <= len(nickname) <= 64:
+            raise AppError(ErrorCode.BAD_USER_INPUT, "nickname must be 1 to 64 characters.")
+        user.nickname = nickname
+        fields.append("nickname")
+    if avatar_url is not None:
+        try:
+            _url(avatar_url)
+        except ValidationError as exc:
+            raise AppError(ErrorCode.BAD_USER_INPUT, "avatarUrl must be an http(s) URL.") from exc
+        user.avatar_url = avatar_url
+        fields.append("avatar_url")
+    if not fields:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "Send nickname, avatarUrl or both.")
+    return _save(user, fields)

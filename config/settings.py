@@ -1,0 +1,242 @@
+"""Settings, every one from the environment (see .env.example and the README).
+
+With no environment at all this is the embedded default: DEBUG, SQLite, locmem
+cache, eager Celery and the provider sandbox, so `make run` needs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+if env.bool("READ_DOT_ENV", default=True) and (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DEBUG", default=True)
+
+_DEV_SECRET = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
+_DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
+SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET)
+JWT_SECRET = env.str("JWT_SECRET_KEY", default=_DEV_JWT_SECRET)
+
+if not DEBUG:
+    # Production refuses to start on a secret anyone could know or guess.
+    if SECRET_KEY == _DEV_SECRET or len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured("Set SECRET_KEY to at least 50 random characters when DEBUG=0.")
+    if JWT_SECRET == _DEV_JWT_SECRET or len(JWT_SECRET) < 32:
+        raise ImproperlyConfigured("Set JWT_SECRET_KEY to at least 32 random characters when DEBUG=0.")
+    if JWT_SECRET == SECRET_KEY:
+        raise ImproperlyConfigured("JWT_SECRET_KEY must differ from SECRET_KEY.")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://localhost:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "graphene_django",
+    "django_ratelimit",
+    "accounts",
+    "payments",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "config.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -----------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        # Persistent connections in production; per-request in development.
+        conn_max_age=env.int("DB_CONN_MAX_AGE", default=0 if DEBUG else 600),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A concurrent writer waits for the lock instead of failing at once.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+# --- cache, locks, rate limits -------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="wxb")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": 2,
+                "SOCKET_TIMEOUT": 2,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "wxb"}}
+
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_ENABLE = True
+# Behind a proxy, name the header carrying the client address (e.g. HTTP_X_REAL_IP).
+RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
+RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="30/m")
+RATELIMIT_LOGIN_CODE = env.str("RATELIMIT_LOGIN_CODE", default="5/m")
+RATELIMIT_ORDER = env.str("RATELIMIT_ORDER", default="60/m")
+
+SILENCED_SYSTEM_CHECKS = [
+    # HSTS preload is a commitment to browser lists; opt in with SECURE_HSTS_PRELOAD=1.
+    "security.W021",
+]
+if not REDIS_URL:
+    # The embedded default is one process (runserver), where locmem counts correctly.
+    SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# --- Celery -------------------------------------------------------------------
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = "UTC"
+
+# --- auth: JWT ----------------------------------------------------------------
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+GRAPHQL_JWT = {
+    "JWT_SECRET_KEY": JWT_SECRET,
+    "JWT_ALGORITHM": "HS256",
+    "JWT_VERIFY_EXPIRATION": True,
+    "JWT_EXPIRATION_DELTA": timedelta(minutes=env.int("JWT_EXPIRATION_MINUTES", default=10)),
+    # Refresh tokens are our own rotating model (accounts.RefreshToken), not the JWT's origIat.
+    "JWT_ALLOW_REFRESH": False,
+    "JWT_REFRESH_EXPIRATION_DELTA": timedelta(days=env.int("JWT_REFRESH_DAYS", default=30)),
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- GraphQL ------------------------------------------------------------------
+GRAPHENE = {"SCHEMA": "schema.schema.schema", "ATOMIC_MUTATIONS": False}
+GRAPHIQL = env.bool("GRAPHIQL", default=DEBUG)
+GRAPHQL_INTROSPECTION = env.bool("GRAPHQL_INTROSPECTION", default=DEBUG)
+GRAPHQL_MAX_DEPTH = env.int("GRAPHQL_MAX_DEPTH", default=10)
+GRAPHQL_MAX_FIELDS = env.int("GRAPHQL_MAX_FIELDS", default=300)
+GRAPHQL_MAX_ALIASES = env.int("GRAPHQL_MAX_ALIASES", default=30)
+GRAPHQL_MAX_TOKENS = env.int("GRAPHQL_MAX_TOKENS", default=2000)
+GRAPHQL_MAX_BODY_BYTES = env.int("GRAPHQL_MAX_BODY_BYTES", default=1024 * 1024)
+GRAPHQL_DOCUMENT_CACHE_SIZE = env.int("GRAPHQL_DOCUMENT_CACHE_SIZE", default=512)
+DATA_UPLOAD_MAX_MEMORY_SIZE = GRAPHQL_MAX_BODY_BYTES
+
+# --- CORS ---------------------------------------------------------------------
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "x-request-id")
+
+# --- providers ----------------------------------------------------------------
+WECHAT_MINIPROGRAM_APPID = env.str("WECHAT_MINIPROGRAM_APPID", default="")
+WECHAT_MINIPROGRAM_SECRET = env.str("WECHAT_MINIPROGRAM_SECRET", default="")
+WECHAT_API_BASE_URL = env.str("WECHAT_API_BASE_URL", default="https://api.weixin.qq.com").rstrip("/")
+# stable_token keeps several processes from invalidating each other's token.
+WECHAT_USE_STABLE_TOKEN = env.bool("WECHAT_USE_STABLE_TOKEN", default=True)
+# Encrypted user data whose watermark is older than this (seconds) is refused.
+WECHAT_USER_DATA_MAX_AGE = env.int("WECHAT_USER_DATA_MAX_AGE", default=600)
+PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
+PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=5.0)
+
+# The sandbox serves the provider APIs when no credentials are configured. With
+# DEBUG=0 it mounts only when SANDBOX=1 is explicit.
+_sandbox_env = os.environ.get("SANDBOX", "").strip()
+if _sandbox_env:
+    SANDBOX = env.bool("SANDBOX")
+    if SANDBOX and not DEBUG and _sandbox_env != "1":
+        raise ImproperlyConfigured("With DEBUG=0 the sandbox mounts only with SANDBOX=1.")
+else:
+    SANDBOX = DEBUG and not WECHAT_MINIPROGRAM_SECRET
+if SANDBOX and not WECHAT_MINIPROGRAM_SECRET:
+    # Fixed test credentials; real ones given in the environment are used instead.
+    WECHAT_MINIPROGRAM_APPID = WECHAT_MINIPROGRAM_APPID or "wxsandbox000000001"
+    WECHAT_MINIPROGRAM_SECRET = "sandbox-secret-0123456789abcdef"
+
+# --- security -----------------------------------------------------------------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("TRUST_X_FORWARDED_PROTO", default=False) else None
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+X_FRAME_OPTIONS = "DENY"
+
+# --- i18n, static --------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- logging ------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "config.middleware.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+    },
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # Django logs 4xx/5xx with the request; our own logs carry the context we want.
+        "django.request": {"level": "ERROR"},
+    },
+}

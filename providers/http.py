@@ -1,0 +1,88 @@
+"""Pooled HTTP sessions with explicit timeouts, and the one error hierarchy of providers/."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import BaseAdapter, HTTPAdapter
+
+logger = logging.getLogger(__name__)
+
+
+class ProviderFailure(Exception):
+    """Base of every provider failure."""
+
+    def __init__(self, provider: str, message: str) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.message = message
+
+
+class ProviderError(ProviderFailure):
+    """The provider answered and said no; its errcode and errmsg are kept."""
+
+    def __init__(self, provider: str, errcode: int | str, errmsg: str) -> None:
+        super().__init__(provider, f"errcode={errcode} errmsg={errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+class ProviderUnavailable(ProviderFailure):
+    """No usable answer: timeout, connection failure, 5xx or an unparsable body."""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    connect_timeout: float = 3.0
+    read_timeout: float = 5.0
+    pool_size: int = 20
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
+
+
+def make_session(config: HttpConfig, mounts: dict[str, BaseAdapter] | None = None) -> requests.Session:
+    """One pooled session per provider; `mounts` routes host prefixes to other transports (the sandbox)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    for prefix, transport in (mounts or {}).items():
+        session.mount(prefix, transport)
+    session.headers["User-Agent"] = "wxbackend/1.0"
+    return session
+
+
+def send(
+    session: requests.Session,
+    provider: str,
+    method: str,
+    url: str,
+    config: HttpConfig,
+    **kwargs: Any,
+) -> requests.Response:
+    """Sends one request; any transport failure or 5xx becomes ProviderUnavailable."""
+    try:
+        response = session.request(method, url, timeout=config.timeout, **kwargs)
+    except requests.Timeout as exc:
+        raise ProviderUnavailable(provider, "timed out") from exc
+    except requests.RequestException as exc:
+        raise ProviderUnavailable(provider, f"connection failed ({type(exc).__name__})") from exc
+    if response.status_code >= 500:
+        raise ProviderUnavailable(provider, f"HTTP {response.status_code}")
+    return response
+
+
+def json_body(response: requests.Response, provider: str) -> dict[str, Any]:
+    try:
+        body = json.loads(response.content)
+    except ValueError as exc:
+        raise ProviderUnavailable(provider, f"unparsable body (HTTP {response.status_code})") from exc
+    if not isinstance(body, dict):
+        raise ProviderUnavailable(provider, "unexpected body shape")
+    return body

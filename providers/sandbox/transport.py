@@ -1,0 +1,65 @@
+"""A requests transport that answers from the sandbox in-process: no sockets, same client code."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+from providers.sandbox.core import Sandbox, SandboxRequest
+
+
+def _read_timeout(timeout: Any) -> float | None:
+    if isinstance(timeout, tuple):
+        return timeout[1]
+    return timeout
+
+
+class SandboxTransport(BaseAdapter):
+    """Mount on a session for each real host, e.g. {"https://api.weixin.qq.com": "wechat"}."""
+
+    def __init__(self, get_sandbox: Callable[[], Sandbox], hosts: Mapping[str, str]) -> None:
+        super().__init__()
+        self._get_sandbox = get_sandbox
+        self._hosts = dict(hosts)
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        url = urlsplit(request.url or "")
+        provider = self._hosts.get(f"{url.scheme}://{url.netloc}")
+        if provider is None:
+            raise requests.ConnectionError(f"no sandbox route for {url.netloc}", request=request)
+        body = request.body or b""
+        headers = {k: v for k, v in request.headers.items()}
+        answer = self._get_sandbox().handle(
+            provider,
+            SandboxRequest(
+                method=(request.method or "GET").upper(),
+                path=url.path or "/",
+                query=dict(parse_qsl(url.query, keep_blank_values=True)),
+                headers=headers,
+                body=body.encode("utf-8") if isinstance(body, str) else body,
+            ),
+        )
+        if answer.delay:
+            limit = _read_timeout(timeout)
+            if limit is not None and limit <= answer.delay:
+                time.sleep(limit)
+                raise requests.ReadTimeout("sandbox: read timed out", request=request)
+            time.sleep(answer.delay)
+        response = requests.Response()
+        response.status_code = answer.status
+        response._content = answer.body
+        response.headers = CaseInsensitiveDict(answer.headers)
+        response.url = request.url or ""
+        response.request = request
+        response.encoding = "utf-8"
+        response.reason = "OK" if answer.status < 400 else "Error"
+        return response
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,141 @@
+"""The sandbox over real HTTP, under /sandbox/: the simulated provider hosts plus helper pages."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from html import escape
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import URLPattern, path
+from django.views.decorators.csrf import csrf_exempt
+
+from providers.sandbox.core import FAULTS, Sandbox, SandboxRequest
+from providers.sandbox.wechat import WechatSimulator
+
+MAX_BODY = 1024 * 1024
+
+INDEX = """<!doctype html><html><head><meta charset="utf-8"><title>Provider sandbox</title>
+<style>body{{font:15px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}}
+code,pre{{background:#f4f4f4;padding:.1rem .3rem}}h2{{margin-top:2rem}}</style></head><body>
+<h1>Provider sandbox</h1>
+<p>Simulates the WeChat API offline. Our real clients talk to it in-process, and it is served over
+HTTP here at the real paths. App <code>{appid}</code>.</p>
+<h2>WeChat mini-program</h2>
+<ul>
+<li>Login codes: any <code>name</code> (or <code>name:2</code>, <code>name:3</code>, ...) logs in the sandbox user
+<code>name</code> with a stable openid; each code works once (40163 after). Codes starting <code>invalid</code> get 40029,
+<code>ratelimit</code> 45011.</li>
+<li>Phone codes: <code>phone:13800138000</code> returns that number (+86); others get 40029.</li>
+<li><code>POST /sandbox/wechat/user-data</code> with <code>{{"openid": ..., "data": {{...}}}}</code> returns
+<code>encryptedData, iv, rawData, signature</code> made with that user's current session_key.</li>
+<li>Endpoints: {endpoints}</li>
+</ul>
+<h2>Faults</h2>
+<p><code>POST /sandbox/faults</code> with <code>{{"provider": "wechat", "fault": "{faults}", "count": N}}</code>.
+Pending now: <code>{pending}</code></p>
+</body></html>"""
+
+WECHAT_ENDPOINTS = [
+    "GET /sns/jscode2session",
+    "POST /cgi-bin/stable_token",
+    "GET /cgi-bin/token",
+    "POST /wxa/business/getuserphonenumber",
+    "GET /wxa/checksession",
+]
+
+
+def _json_body(request: HttpRequest) -> Any:
+    if len(request.body) > MAX_BODY:
+        return None
+    try:
+        return json.loads(request.body or b"null")
+    except ValueError:
+        return None
+
+
+def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
+    def wechat() -> WechatSimulator:
+        simulator = get_sandbox().providers["wechat"]
+        assert isinstance(simulator, WechatSimulator)
+        return simulator
+
+    def index(request: HttpRequest) -> HttpResponse:
+        sandbox = get_sandbox()
+        html = INDEX.format(
+            appid=escape(", ".join(wechat().apps)),
+            endpoints=", ".join(f"<code>{escape(e)}</code>" for e in WECHAT_ENDPOINTS),
+            faults="|".join(FAULTS),
+            pending=escape(json.dumps(sandbox.faults())),
+        )
+        return HttpResponse(html)
+
+    @csrf_exempt
+    def user_data(request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return JsonResponse({"error": "POST JSON {openid, data}"}, status=405)
+        body = _json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("openid"), str) or not isinstance(body.get("data"), dict):
+            return JsonResponse({"error": "send JSON {\"openid\": str, \"data\": {...}}"}, status=400)
+        simulator = wechat()
+        appid = body.get("appid") or next(iter(simulator.apps))
+        if appid not in simulator.apps:
+            return JsonResponse({"error": "unknown appid"}, status=400)
+        timestamp = body.get("timestamp")
+        try:
+            answer = simulator.user_data(
+                appid, body["openid"], body["data"], timestamp if isinstance(timestamp, int) else None
+            )
+        except LookupError as exc:
+            return JsonResponse({"error": str(exc)}, status=404)
+        return JsonResponse(answer)
+
+    @csrf_exempt
+    def faults(request: HttpRequest) -> HttpResponse:
+        sandbox = get_sandbox()
+        if request.method == "GET":
+            return JsonResponse({"pending": sandbox.faults()})
+        if request.method != "POST":
+            return JsonResponse({"error": "GET or POST"}, status=405)
+        body = _json_body(request)
+        if not isinstance(body, dict):
+            return JsonResponse({"error": "send JSON {provider, fault, count}"}, status=400)
+        count = body.get("count", 1)
+        try:
+            if not isinstance(count, int) or isinstance(count, bool):
+                raise ValueError("count must be an integer")
+            sandbox.set_fault(str(body.get("provider")), str(body.get("fault")), count)
+        except ValueError as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
+        return JsonResponse({"pending": sandbox.faults()})
+
+    @csrf_exempt
+    def provider_api(request: HttpRequest, provider: str, rest: str) -> HttpResponse:
+        if len(request.body) > MAX_BODY:
+            return JsonResponse({"error": "body too large"}, status=413)
+        sandbox = get_sandbox()
+        answer = sandbox.handle(
+            provider,
+            SandboxRequest(
+                method=request.method or "GET",
+                path="/" + rest,
+                query={k: v for k, v in request.GET.items()},
+                headers={k: v for k, v in request.headers.items()},
+                body=request.body,
+            ),
+        )
+        if answer.delay:
+            time.sleep(answer.delay)  # a stalled provider: the client times out first
+        response = HttpResponse(answer.body, status=answer.status)
+        for name, value in answer.headers.items():
+            response[name] = value
+        return response
+
+    return [
+        path("", index, name="sandbox-index"),
+        path("wechat/user-data", user_data, name="sandbox-user-data"),
+        path("faults", faults, name="sandbox-faults"),
+        path("<slug:provider>/<path:rest>", provider_api, name="sandbox-provider"),
+    ]

@@ -1,0 +1,165 @@
+"""The /graphql/ endpoint: graphene-django's view with our auth, limits, error shape and document cache."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from graphene_django.views import GraphQLView, HttpError
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationType,
+    execute,
+    get_operation_ast,
+    parse,
+    validate,
+)
+
+from config.middleware import current_request_id
+from providers.http import ProviderError, ProviderUnavailable
+from schema.auth import authenticate
+from schema.errors import AppError, ErrorCode
+from schema.validation import validation_rules
+
+logger = logging.getLogger("schema")
+
+# Documents longer than this are not cached (they are rare and would crowd the cache).
+CACHEABLE_QUERY_CHARS = 32 * 1024
+
+
+def error_payload(message: str, code: ErrorCode) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code.value}}]}
+
+
+def _shape(error: GraphQLError) -> dict[str, Any]:
+    """Maps an error to {message, locations, path, extensions.code}, masking anything unexpected."""
+    original = error.original_error
+    formatted: dict[str, Any] = {}
+    if original is None:
+        # Syntax, validation and variable errors: graphql-core's messages are safe to show.
+        formatted["message"] = error.message
+        code = ErrorCode.BAD_USER_INPUT
+    elif isinstance(original, AppError):
+        formatted["message"] = original.message
+        code = original.code
+    elif isinstance(original, ProviderUnavailable):
+        formatted["message"] = "The provider did not answer in time: try again shortly."
+        code = ErrorCode.PROVIDER_UNAVAILABLE
+        logger.warning("provider unavailable: %s", original)
+    elif isinstance(original, ProviderError):
+        formatted["message"] = "The provider refused the request."
+        code = ErrorCode.PROVIDER_ERROR
+        logger.warning("provider error: %s", original)
+    else:
+        request_id = current_request_id()
+        logger.error("internal error in %s", error.path, exc_info=original)
+        formatted["message"] = f"Internal error: quote request id {request_id} when reporting it."
+        code = ErrorCode.INTERNAL
+    if error.locations:
+        formatted["locations"] = [loc._asdict() for loc in error.locations]
+    if error.path is not None:
+        formatted["path"] = error.path
+    formatted["extensions"] = {"code": code.value}
+    return formatted
+
+
+class AppGraphQLView(GraphQLView):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("graphiql", settings.GRAPHIQL)
+        kwargs["batch"] = False
+        super().__init__(**kwargs)
+        self.rules = validation_rules(
+            max_depth=settings.GRAPHQL_MAX_DEPTH,
+            max_fields=settings.GRAPHQL_MAX_FIELDS,
+            max_aliases=settings.GRAPHQL_MAX_ALIASES,
+            introspection=settings.GRAPHQL_INTROSPECTION,
+        )
+        self.max_tokens = settings.GRAPHQL_MAX_TOKENS
+        self.max_body = settings.GRAPHQL_MAX_BODY_BYTES
+        self.prepare = functools.lru_cache(maxsize=settings.GRAPHQL_DOCUMENT_CACHE_SIZE)(self._prepare)
+
+    @method_decorator(csrf_exempt)
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > self.max_body:
+            return JsonResponse(
+                error_payload(f"The request body must be at most {self.max_body} bytes.", ErrorCode.BAD_USER_INPUT),
+                status=413,
+            )
+        authenticate(request)
+        return super().dispatch(request, *args, **kwargs)
+
+    def _prepare(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
+        """Parse and validate once per distinct document text."""
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+        except GraphQLError as error:
+            return None, [error]
+        errors = validate(self.schema.graphql_schema, document, self.rules, max_errors=20)
+        return document, list(errors)
+
+    def execute_graphql_request(
+        self,
+        request: HttpRequest,
+        data: Any,
+        query: str | None,
+        variables: Any,
+        operation_name: str | None,
+        show_graphiql: bool = False,
+    ) -> ExecutionResult | None:
+        if not query:
+            if show_graphiql:
+                return None
+            raise HttpError(HttpResponse(status=400), "Send a GraphQL query in 'query'.")
+        if not isinstance(query, str):
+            raise HttpError(HttpResponse(status=400), "'query' must be a string.")
+        if variables is not None and not isinstance(variables, dict):
+            raise HttpError(HttpResponse(status=400), "'variables' must be a JSON object.")
+        if len(query) <= CACHEABLE_QUERY_CHARS:
+            document, errors = self.prepare(query)
+        else:
+            document, errors = self._prepare(query)
+        if errors or document is None:
+            return ExecutionResult(data=None, errors=errors)
+
+        operation = get_operation_ast(document, operation_name)
+        if request.method == "GET" and operation is not None and operation.operation != OperationType.QUERY:
+            if show_graphiql:
+                return None
+            raise HttpError(HttpResponse(status=405), "Mutations must be sent with POST.")
+        try:
+            return execute(
+                self.schema.graphql_schema,
+                document,
+                root_value=self.get_root_value(request),
+                context_value=self.get_context(request),
+                variable_values=variables,
+                operation_name=operation_name,
+                middleware=self.get_middleware(request),
+            )
+        except Exception as exc:  # graphql-core reports resolver errors itself; this is the rest
+            return ExecutionResult(errors=[GraphQLError(str(exc), original_error=exc)])
+
+    @staticmethod
+    def format_error(error: Any) -> dict[str, Any]:
+        if isinstance(error, GraphQLError):
+            return _shape(error)
+        if isinstance(error, HttpError):
+            return {"message": error.message or "Bad request.", "extensions": {"code": ErrorCode.BAD_USER_INPUT.value}}
+        return _shape(GraphQLError(str(error), original_error=error))
+
+    def json_encode(self, request: HttpRequest, d: Any, pretty: bool = False) -> str:
+        if pretty or self.pretty:
+            return json.dumps(d, sort_keys=True, indent=2, ensure_ascii=False)
+        return json.dumps(d, separators=(",", ":"), ensure_ascii=False)
