@@ -204,6 +204,9 @@ if SANDBOX and not WECHAT_MINIPROGRAM_SECRET:
     WECHAT_MINIPROGRAM_APPID = WECHAT_MINIPROGRAM_APPID or "wxsandbox000000001"
     WECHAT_MINIPROGRAM_SECRET = "sandbox-secret-0123456789abcdef"
 
+# Mounts /bench/bare, the baseline view of bench/ (off unless asked for).
+BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)
+
 # --- security -----------------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("TRUST_X_FORWARDED_PROTO", default=False) else None
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)

@@ -13,5 +13,10 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
 ]
 
+if settings.BENCH_ENDPOINTS:
+    from bench.views import bare
+
+    urlpatterns.append(path("bench/bare", bare, name="bench-bare"))
+
 if settings.SANDBOX:
     urlpatterns.append(path("sandbox/", include(sandbox_web.urlpatterns(providers.sandbox))))
