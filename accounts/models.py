@@ -82,6 +82,9 @@ class RefreshToken(models.Model):
     class Meta:
         indexes = [models.Index(fields=["user", "revoked"], name="refresh_token_user_live")]
 
+    def __str__(self) -> str:
+        return f"refresh token {self.pk} of user {self.user_id}"
+
     def save(self, *args: object, **kwargs: object) -> None:
         if not self.token:
             raw = secrets.token_hex(32)
@@ -95,6 +98,3 @@ class RefreshToken(models.Model):
 
     def is_expired(self) -> bool:
         return self.created + jwt_settings.JWT_REFRESH_EXPIRATION_DELTA < timezone.now()
-
-    def __str__(self) -> str:
-        return f"refresh token {self.pk} of user {self.user_id}"

@@ -122,9 +122,7 @@ def _identity_for_login(*, appid: str, openid: str, unionid: str | None) -> tupl
     try:
         with transaction.atomic():
             # A unionid already known from another app of ours is the same person.
-            sibling = (
-                WechatIdentity.objects.select_related("user").filter(unionid=unionid).first() if unionid else None
-            )
+            sibling = WechatIdentity.objects.select_related("user").filter(unionid=unionid).first() if unionid else None
             created = sibling is None
             user = sibling.user if sibling else User.objects.create(username=new_username())
             identity = WechatIdentity.objects.create(
@@ -246,9 +244,7 @@ def bind_phone_by_code(*, user: User, code: str) -> User:
     if not code or len(code) > MAX_CODE_LENGTH:
         raise AppError(ErrorCode.BAD_USER_INPUT, "Send the code from the getPhoneNumber button.")
     info = _provider_call(providers.wechat_miniprogram().get_phone_number, code, errors=PHONE_ERRORS)
-    return _set_phone(
-        user, phone_number=info.phone_number, pure=info.pure_phone_number, country_code=info.country_code
-    )
+    return _set_phone(user, phone_number=info.phone_number, pure=info.pure_phone_number, country_code=info.country_code)
 
 
 def bind_phone_by_encrypted_data(*, user: User, encrypted_data: str, iv: str) -> User:

@@ -24,9 +24,7 @@ def sandbox() -> Sandbox:
     """The simulators, sharing state through the default cache (Redis across processes)."""
     box = Sandbox(cache, timeout_delay=min(settings.PROVIDER_READ_TIMEOUT + 1.0, 30.0))
     box.register(
-        WechatSimulator(
-            cache, [SandboxApp(settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET)]
-        )
+        WechatSimulator(cache, [SandboxApp(settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET)])
     )
     return box
 

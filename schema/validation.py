@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from graphene.validation import DisableIntrospection
 from graphql import (
     FieldNode,
     FragmentSpreadNode,
@@ -15,7 +16,6 @@ from graphql import (
     ValidationRule,
     specified_rules,
 )
-from graphene.validation import DisableIntrospection
 
 
 def complexity_rule(max_depth: int, max_fields: int, max_aliases: int) -> type[ValidationRule]:

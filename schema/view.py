@@ -148,7 +148,7 @@ class AppGraphQLView(GraphQLView):
                 operation_name=operation_name,
                 middleware=self.get_middleware(request),
             )
-        except Exception as exc:  # graphql-core reports resolver errors itself; this is the rest
+        except Exception as exc:  # noqa: BLE001 (resolver errors are reported by graphql-core; this is the rest)
             return ExecutionResult(errors=[GraphQLError(str(exc), original_error=exc)])
 
     @staticmethod

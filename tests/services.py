@@ -31,8 +31,12 @@ def postgres_ok(url: str) -> bool:
     parts = urlsplit(url)
     try:
         conn = psycopg2.connect(
-            host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
-            password=parts.password or None, dbname="postgres", connect_timeout=3,
+            host=parts.hostname,
+            port=parts.port or 5432,
+            user=parts.username or "postgres",
+            password=parts.password or None,
+            dbname="postgres",
+            connect_timeout=3,
         )
     except psycopg2.Error:
         return False

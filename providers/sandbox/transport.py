@@ -28,7 +28,9 @@ class SandboxTransport(BaseAdapter):
         self._get_sandbox = get_sandbox
         self._hosts = dict(hosts)
 
-    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def send(
+        self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, **kwargs: Any
+    ) -> requests.Response:  # type: ignore[override]
         url = urlsplit(request.url or "")
         provider = self._hosts.get(f"{url.scheme}://{url.netloc}")
         if provider is None:

@@ -26,8 +26,8 @@ HTTP here at the real paths. App <code>{appid}</code>.</p>
 <h2>WeChat mini-program</h2>
 <ul>
 <li>Login codes: any <code>name</code> (or <code>name:2</code>, <code>name:3</code>, ...) logs in the sandbox user
-<code>name</code> with a stable openid; each code works once (40163 after). Codes starting <code>invalid</code> get 40029,
-<code>ratelimit</code> 45011.</li>
+<code>name</code> with a stable openid; each code works once (40163 after).
+Codes starting <code>invalid</code> get 40029, <code>ratelimit</code> 45011.</li>
 <li>Phone codes: <code>phone:13800138000</code> returns that number (+86); others get 40029.</li>
 <li><code>POST /sandbox/wechat/user-data</code> with <code>{{"openid": ..., "data": {{...}}}}</code> returns
 <code>encryptedData, iv, rawData, signature</code> made with that user's current session_key.</li>
@@ -77,8 +77,12 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
         if request.method != "POST":
             return JsonResponse({"error": "POST JSON {openid, data}"}, status=405)
         body = _json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("openid"), str) or not isinstance(body.get("data"), dict):
-            return JsonResponse({"error": "send JSON {\"openid\": str, \"data\": {...}}"}, status=400)
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("openid"), str)
+            or not isinstance(body.get("data"), dict)
+        ):
+            return JsonResponse({"error": 'send JSON {"openid": str, "data": {...}}'}, status=400)
         simulator = wechat()
         appid = body.get("appid") or next(iter(simulator.apps))
         if appid not in simulator.apps:

@@ -145,7 +145,11 @@ class WechatClient:
             self._call_with_token(
                 "GET",
                 "/wxa/checksession",
-                params={"openid": openid, "signature": check_session_signature(session_key), "sig_method": "hmac_sha256"},
+                params={
+                    "openid": openid,
+                    "signature": check_session_signature(session_key),
+                    "sig_method": "hmac_sha256",
+                },
             )
         except ProviderError as exc:
             if exc.errcode == 87009:  # invalid signature: the session_key is no longer current

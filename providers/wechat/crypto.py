@@ -96,7 +96,7 @@ def encrypt_user_data(
 
 def user_data_signature(raw_data: str, session_key: str) -> str:
     """signature = sha1(rawData + session_key), lower-case hex."""
-    return hashlib.sha1((raw_data + session_key).encode("utf-8")).hexdigest()
+    return hashlib.sha1((raw_data + session_key).encode("utf-8"), usedforsecurity=False).hexdigest()  # noqa: S324 (the protocol)
 
 
 def check_session_signature(session_key: str) -> str:
