@@ -124,7 +124,7 @@ def _identity_for_login(*, appid: str, openid: str, unionid: str | None) -> tupl
             # A unionid already known from another app of ours is the same person.
             sibling = WechatIdentity.objects.select_related("user").filter(unionid=unionid).first() if unionid else None
             created = sibling is None
-            user = sibling.user if sibling else User.objects.create(username=new_username())
+            user = sibling.user if sibling else User.objects.create_user(username=new_username())  # unusable password
             identity = WechatIdentity.objects.create(
                 user=user, appid=appid, openid=openid, unionid=unionid or "", kind=WechatIdentity.Kind.MINIPROGRAM
             )
@@ -141,6 +141,9 @@ def wechat_login(*, code: str) -> LoginResult:
     client = providers.wechat_miniprogram()
     session = _provider_call(client.code2session, code, errors=LOGIN_ERRORS)
     identity, created = _identity_for_login(appid=client.config.appid, openid=session.openid, unionid=session.unionid)
+    user = identity.user
+    if not user.is_active:
+        raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
     now = timezone.now()
     identity.session_key = session.session_key
     identity.session_key_updated_at = now
@@ -150,9 +153,6 @@ def wechat_login(*, code: str) -> LoginResult:
         identity.unionid = session.unionid
         update.append("unionid")
     identity.save(update_fields=update)
-    user = identity.user
-    if not user.is_active:
-        raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
     User.objects.filter(pk=user.pk).update(last_login=now)
     logger.info("wechat login openid=%s user=%s created=%s", session.openid, user.pk, created)
     return LoginResult(user=user, created=created, tokens=issue_tokens(user))
@@ -187,7 +187,8 @@ def _decrypt(identity: WechatIdentity, encrypted_data: str, iv: str) -> dict[str
 
 def _save(user: User, fields: list[str]) -> User:
     try:
-        user.full_clean(validate_unique=False, validate_constraints=False)
+        others = [f.name for f in User._meta.concrete_fields if f.name not in fields]
+        user.full_clean(exclude=others, validate_unique=False, validate_constraints=False)
     except ValidationError as exc:
         names = ", ".join(sorted(exc.message_dict))
         raise AppError(ErrorCode.BAD_USER_INPUT, f"Invalid value for: {names}.") from exc

@@ -1,0 +1,112 @@
+"""Refresh tokens: rotation, reuse detection, revocation, and concurrent refreshes."""
+
+import threading
+
+import pytest
+from django.db import connection
+
+from accounts import services
+from accounts.models import RefreshToken, User, hash_refresh_token
+from schema.errors import AppError, ErrorCode
+from tests.conftest import error_code
+
+REFRESH = "mutation R($t: String!) { refreshToken(refreshToken: $t) { token refreshToken } }"
+REVOKE = "mutation V($t: String!) { revokeToken(refreshToken: $t) { revoked } }"
+
+
+def live_tokens():
+    return RefreshToken.objects.filter(revoked__isnull=True).count()
+
+
+def test_refresh_rotates(gql):
+    old = gql.login("alice")["refreshToken"]
+    result = gql(REFRESH, {"t": old})["data"]["refreshToken"]
+    assert result["refreshToken"] != old
+    assert result["token"]
+    gql.token = result["token"]
+    assert gql("{ me { id } }")["data"]["me"]["id"]
+    assert RefreshToken.objects.get(token=hash_refresh_token(old)).revoked is not None
+    assert live_tokens() == 1
+
+
+def test_refresh_tokens_are_stored_as_digests(gql):
+    raw = gql.login("alice")["refreshToken"]
+    assert not RefreshToken.objects.filter(token=raw).exists()
+    assert RefreshToken.objects.filter(token=hash_refresh_token(raw)).exists()
+
+
+def test_reusing_a_rotated_token_revokes_the_whole_family(gql):
+    old = gql.login("alice")["refreshToken"]
+    new = gql(REFRESH, {"t": old})["data"]["refreshToken"]["refreshToken"]
+    gql.login("alice:2")  # a second device of the same user
+    assert live_tokens() == 2
+    result = gql(REFRESH, {"t": old})
+    assert error_code(result) == "UNAUTHENTICATED"
+    assert live_tokens() == 0
+    # The token issued by the legitimate rotation is dead too.
+    assert error_code(gql(REFRESH, {"t": new})) == "UNAUTHENTICATED"
+
+
+def test_reuse_only_revokes_that_user(gql):
+    old = gql.login("alice")["refreshToken"]
+    gql(REFRESH, {"t": old})
+    gql.login("bob")
+    gql(REFRESH, {"t": old})
+    bob = User.objects.get(wechat_identities__openid__isnull=False, refresh_tokens__revoked__isnull=True)
+    assert RefreshToken.objects.filter(user=bob, revoked__isnull=True).count() == 1
+
+
+def test_revoke_acts_at_once(gql):
+    token = gql.login("alice")["refreshToken"]
+    assert gql(REVOKE, {"t": token})["data"]["revokeToken"]["revoked"] is True
+    assert error_code(gql(REFRESH, {"t": token})) == "UNAUTHENTICATED"
+    # Revoking twice is fine.
+    assert gql(REVOKE, {"t": token})["data"]["revokeToken"]["revoked"] is True
+
+
+@pytest.mark.parametrize("mutation", [REFRESH, REVOKE])
+def test_unknown_refresh_token(gql, mutation):
+    gql.login("alice")
+    assert error_code(gql(mutation, {"t": "0" * 64})) == "UNAUTHENTICATED"
+    assert live_tokens() == 1
+
+
+def test_expired_refresh_token(gql, settings):
+    token = gql.login("alice")["refreshToken"]
+    RefreshToken.objects.update(created="2000-01-01T00:00:00Z")
+    assert error_code(gql(REFRESH, {"t": token})) == "UNAUTHENTICATED"
+    assert live_tokens() == 1  # an expired token is refused, not treated as theft
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_refreshes_at_most_one_succeeds():
+    user = User.objects.create(username="wx_concurrent")
+    raw = services.issue_tokens(user).refresh_token
+    barrier = threading.Barrier(10)
+    outcomes = []
+    lock = threading.Lock()
+
+    def refresh():
+        try:
+            barrier.wait()
+            try:
+                services.refresh_tokens(refresh_token=raw)
+                outcome = "ok"
+            except AppError as exc:
+                outcome = exc.code
+            with lock:
+                outcomes.append(outcome)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=refresh) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outcomes) == 10
+    assert outcomes.count("ok") <= 1
+    assert all(o in ("ok", ErrorCode.UNAUTHENTICATED) for o in outcomes)
+    # Whoever lost saw reuse, so no refresh token of the user is left alive.
+    assert RefreshToken.objects.filter(user=user, revoked__isnull=True).count() == 0

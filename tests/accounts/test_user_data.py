@@ -1,0 +1,214 @@
+"""decryptUserInfo, bindPhoneNumber and updateProfile, with every bad input changing nothing."""
+
+import base64
+import time
+
+import pytest
+from django.conf import settings
+
+from accounts.models import User, WechatIdentity
+from providers.wechat.crypto import encrypt_user_data, user_data_signature
+from tests.conftest import error_code
+
+DECRYPT = """
+mutation D($e: String!, $iv: String!, $raw: String, $sig: String) {
+  decryptUserInfo(encryptedData: $e, iv: $iv, rawData: $raw, signature: $sig) {
+    nickname avatarUrl gender city province country language
+  }
+}
+"""
+PHONE_CODE = "mutation P($c: String!) { bindPhoneNumber(code: $c) { phoneNumber purePhoneNumber phoneCountryCode } }"
+PHONE_DATA = "mutation P($e: String!, $iv: String!) { bindPhoneNumber(encryptedData: $e, iv: $iv) { phoneNumber } }"
+PROFILE = "mutation U($n: String, $a: String) { updateProfile(nickname: $n, avatarUrl: $a) { nickname avatarUrl } }"
+
+PROFILE_DATA = {
+    "nickName": "Band",
+    "gender": 1,
+    "language": "zh_CN",
+    "city": "Guangzhou",
+    "province": "Guangdong",
+    "country": "CN",
+    "avatarUrl": "https://wx.qlogo.cn/mmopen/vi_32/0",
+}
+
+
+@pytest.fixture
+def alice(gql, wechat_sandbox):
+    login = gql.login("alice")
+    return login["user"]["openid"]
+
+
+def profile_snapshot():
+    return list(User.objects.values_list("nickname", "avatar_url", "gender", "city", "phone_number"))
+
+
+def user_data(wechat_sandbox, openid, data=PROFILE_DATA, **kw):
+    return wechat_sandbox.user_data(settings.WECHAT_MINIPROGRAM_APPID, openid, data, **kw)
+
+
+def test_decrypt_user_info_saves_profile(gql, wechat_sandbox, alice):
+    d = user_data(wechat_sandbox, alice)
+    result = gql(DECRYPT, {"e": d["encryptedData"], "iv": d["iv"], "raw": d["rawData"], "sig": d["signature"]})
+    assert "errors" not in result, result
+    assert result["data"]["decryptUserInfo"] == {
+        "nickname": "Band",
+        "avatarUrl": "https://wx.qlogo.cn/mmopen/vi_32/0",
+        "gender": 1,
+        "city": "Guangzhou",
+        "province": "Guangdong",
+        "country": "CN",
+        "language": "zh_CN",
+    }
+    assert gql("{ me { nickname } }")["data"]["me"]["nickname"] == "Band"
+
+
+def test_decrypt_without_signature_is_allowed(gql, wechat_sandbox, alice):
+    d = user_data(wechat_sandbox, alice)
+    result = gql(DECRYPT, {"e": d["encryptedData"], "iv": d["iv"]})
+    assert result["data"]["decryptUserInfo"]["nickname"] == "Band"
+
+
+def _flip_last_block(data):
+    raw = bytearray(base64.b64decode(data))
+    raw[-1] ^= 0x01
+    return base64.b64encode(bytes(raw)).decode()
+
+
+def _session_key():
+    return WechatIdentity.objects.get().session_key
+
+
+BAD_INPUTS = {
+    "malformed base64": lambda d: {**d, "encryptedData": "@@not-base64@@"},
+    "malformed iv": lambda d: {**d, "iv": "!!"},
+    "short iv": lambda d: {**d, "iv": base64.b64encode(b"12345678").decode()},
+    "tampered": lambda d: {**d, "encryptedData": _flip_last_block(d["encryptedData"])},
+    "wrong signature": lambda d: {**d, "signature": "0" * 40},
+    "rawData changed": lambda d: {**d, "rawData": d["rawData"].replace("Band", "Evil")},
+    "signature without rawData": lambda d: {**d, "rawData": None},
+    "other appid watermark": lambda d: dict(
+        d, **dict(zip(("encryptedData", "iv"), encrypt_user_data(_session_key(), PROFILE_DATA, appid="wxother")))
+    ),
+    "stale watermark": lambda d: dict(
+        d,
+        **dict(
+            zip(
+                ("encryptedData", "iv"),
+                encrypt_user_data(
+                    _session_key(),
+                    PROFILE_DATA,
+                    appid=settings.WECHAT_MINIPROGRAM_APPID,
+                    timestamp=int(time.time()) - settings.WECHAT_USER_DATA_MAX_AGE - 60,
+                ),
+            )
+        ),
+    ),
+    "another user's data": lambda d: dict(
+        d,
+        **dict(
+            zip(
+                ("encryptedData", "iv"),
+                encrypt_user_data(
+                    _session_key(),
+                    {**PROFILE_DATA, "openId": "o-someone-else"},
+                    appid=settings.WECHAT_MINIPROGRAM_APPID,
+                ),
+            )
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_user_data_is_refused_and_changes_nothing(gql, wechat_sandbox, alice, case):
+    d = BAD_INPUTS[case](user_data(wechat_sandbox, alice))
+    before = profile_snapshot()
+    result = gql(DECRYPT, {"e": d["encryptedData"], "iv": d["iv"], "raw": d["rawData"], "sig": d["signature"]})
+    assert error_code(result) == "BAD_USER_INPUT"
+    assert profile_snapshot() == before
+
+
+def test_data_from_an_old_session_key_is_refused(gql, wechat_sandbox, alice):
+    """The classic: wx.login ran again, so the data was made with a key we no longer hold."""
+    d = user_data(wechat_sandbox, alice)
+    gql.login("alice:2")  # rotates the session_key on both sides
+    before = profile_snapshot()
+    result = gql(DECRYPT, {"e": d["encryptedData"], "iv": d["iv"]})
+    assert error_code(result) == "BAD_USER_INPUT"
+    assert "wechatLogin" in result["errors"][0]["message"]
+    assert profile_snapshot() == before
+
+
+def test_wrong_key_fails_on_padding_not_json(gql, wechat_sandbox, alice):
+    other_key = base64.b64encode(b"k" * 16).decode()
+    encrypted, iv = encrypt_user_data(other_key, PROFILE_DATA, appid=settings.WECHAT_MINIPROGRAM_APPID)
+    result = gql(DECRYPT, {"e": encrypted, "iv": iv})
+    assert error_code(result) == "BAD_USER_INPUT"
+    assert "padding" in result["errors"][0]["message"] or "JSON" not in result["errors"][0]["message"]
+
+
+def test_decrypt_requires_login(gql):
+    assert error_code(gql(DECRYPT, {"e": "x", "iv": "y"})) == "UNAUTHENTICATED"
+
+
+def test_bind_phone_by_code(gql, alice):
+    result = gql(PHONE_CODE, {"c": "phone:13800138000"})
+    assert result["data"]["bindPhoneNumber"] == {
+        "phoneNumber": "+8613800138000",
+        "purePhoneNumber": "13800138000",
+        "phoneCountryCode": "86",
+    }
+
+
+@pytest.mark.parametrize("code", ["not-a-phone-code", "", "phone:"])
+def test_bind_phone_bad_code_changes_nothing(gql, alice, code):
+    before = profile_snapshot()
+    assert error_code(gql(PHONE_CODE, {"c": code})) == "BAD_USER_INPUT"
+    assert profile_snapshot() == before
+
+
+def test_bind_phone_code_is_single_use(gql, alice):
+    gql(PHONE_CODE, {"c": "phone:13800138000"})
+    User.objects.update(phone_number="")
+    assert error_code(gql(PHONE_CODE, {"c": "phone:13800138000"})) == "BAD_USER_INPUT"
+    assert User.objects.get().phone_number == ""
+
+
+def test_bind_phone_by_encrypted_data(gql, wechat_sandbox, alice):
+    d = user_data(
+        wechat_sandbox,
+        alice,
+        {"phoneNumber": "13912345678", "purePhoneNumber": "13912345678", "countryCode": "86"},
+    )
+    result = gql(PHONE_DATA, {"e": d["encryptedData"], "iv": d["iv"]})
+    assert result["data"]["bindPhoneNumber"]["phoneNumber"] == "+8613912345678"
+
+
+def test_bind_phone_needs_exactly_one_form(gql, alice):
+    both = 'mutation { bindPhoneNumber(code: "phone:1380013800", encryptedData: "x", iv: "y") { id } }'
+    assert error_code(gql(both)) == "BAD_USER_INPUT"
+    assert error_code(gql("mutation { bindPhoneNumber { id } }")) == "BAD_USER_INPUT"
+
+
+def test_phone_provider_down(gql, alice):
+    from config import providers
+
+    providers.sandbox().set_fault("wechat", "http_500", 1)
+    before = profile_snapshot()
+    assert error_code(gql(PHONE_CODE, {"c": "phone:13800138000"})) == "PROVIDER_UNAVAILABLE"
+    assert profile_snapshot() == before
+
+
+def test_update_profile(gql, alice):
+    result = gql(PROFILE, {"n": "  Alice  ", "a": "https://example.com/a.png"})
+    assert result["data"]["updateProfile"] == {"nickname": "Alice", "avatarUrl": "https://example.com/a.png"}
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [{"n": ""}, {"n": "x" * 65}, {"a": "javascript:alert(1)"}, {"a": "not a url"}, {}],
+)
+def test_update_profile_bad_input_changes_nothing(gql, alice, variables):
+    before = profile_snapshot()
+    assert error_code(gql(PROFILE, variables)) == "BAD_USER_INPUT"
+    assert profile_snapshot() == before
