@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 
 from accounts.models import User, WechatIdentity
-from providers.wechat.crypto import encrypt_user_data, user_data_signature
+from providers.wechat.crypto import encrypt_user_data
 from tests.conftest import error_code
 
 DECRYPT = """
@@ -74,8 +74,12 @@ def _flip_last_block(data):
     return base64.b64encode(bytes(raw)).decode()
 
 
-def _session_key():
-    return WechatIdentity.objects.get().session_key
+def _reencrypt(d, data=PROFILE_DATA, appid=None, timestamp=None):
+    """Encrypts `data` with the user's real session_key, as a client could, but with a chosen watermark."""
+    session_key = WechatIdentity.objects.get().session_key
+    appid = appid or settings.WECHAT_MINIPROGRAM_APPID
+    encrypted, iv = encrypt_user_data(session_key, data, appid=appid, timestamp=timestamp)
+    return {**d, "encryptedData": encrypted, "iv": iv}
 
 
 BAD_INPUTS = {
@@ -86,36 +90,9 @@ BAD_INPUTS = {
     "wrong signature": lambda d: {**d, "signature": "0" * 40},
     "rawData changed": lambda d: {**d, "rawData": d["rawData"].replace("Band", "Evil")},
     "signature without rawData": lambda d: {**d, "rawData": None},
-    "other appid watermark": lambda d: dict(
-        d, **dict(zip(("encryptedData", "iv"), encrypt_user_data(_session_key(), PROFILE_DATA, appid="wxother")))
-    ),
-    "stale watermark": lambda d: dict(
-        d,
-        **dict(
-            zip(
-                ("encryptedData", "iv"),
-                encrypt_user_data(
-                    _session_key(),
-                    PROFILE_DATA,
-                    appid=settings.WECHAT_MINIPROGRAM_APPID,
-                    timestamp=int(time.time()) - settings.WECHAT_USER_DATA_MAX_AGE - 60,
-                ),
-            )
-        ),
-    ),
-    "another user's data": lambda d: dict(
-        d,
-        **dict(
-            zip(
-                ("encryptedData", "iv"),
-                encrypt_user_data(
-                    _session_key(),
-                    {**PROFILE_DATA, "openId": "o-someone-else"},
-                    appid=settings.WECHAT_MINIPROGRAM_APPID,
-                ),
-            )
-        ),
-    ),
+    "other appid watermark": lambda d: _reencrypt(d, appid="wxother"),
+    "stale watermark": lambda d: _reencrypt(d, timestamp=int(time.time()) - settings.WECHAT_USER_DATA_MAX_AGE - 60),
+    "another user's data": lambda d: _reencrypt(d, data={**PROFILE_DATA, "openId": "o-someone-else"}),
 }
 
 
