@@ -20,8 +20,7 @@ from schema.ratelimit import enforce
 class User(DjangoObjectType):
     openid = graphene.String(description="The user's openid in this mini-program.")
     unionid = graphene.String()
-    avatar_url = graphene.String()
-    gender = graphene.Int(description="0 unknown, 1 male, 2 female (as WeChat reports it).")
+    gender = graphene.Int(required=True, description="0 unknown, 1 male, 2 female (as WeChat reports it).")
 
     class Meta:
         model = UserModel
@@ -59,10 +58,6 @@ class User(DjangoObjectType):
     def resolve_unionid(user: UserModel, info: GraphQLResolveInfo) -> str | None:
         identity = User._identity(user)
         return (identity.unionid or None) if identity else None
-
-    @staticmethod
-    def resolve_avatar_url(user: UserModel, info: GraphQLResolveInfo) -> str:
-        return user.avatar_url
 
     @staticmethod
     def resolve_gender(user: UserModel, info: GraphQLResolveInfo) -> int:
