@@ -32,7 +32,7 @@ test: install
 	@env_lines="$$($(BIN)/python tests/services.py)" && eval "$$env_lines" && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 schema: install
 	$(BIN)/python manage.py graphql_schema --schema schema.schema.schema --out schema.graphql

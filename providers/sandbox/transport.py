@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
@@ -14,7 +13,7 @@ from requests.structures import CaseInsensitiveDict
 from providers.sandbox.core import Sandbox, SandboxRequest
 
 
-def _read_timeout(timeout: Any) -> float | None:
+def _read_timeout(timeout: float | tuple[float, float] | tuple[float, None] | None) -> float | None:
     if isinstance(timeout, tuple):
         return timeout[1]
     return timeout
@@ -29,8 +28,14 @@ class SandboxTransport(BaseAdapter):
         self._hosts = dict(hosts)
 
     def send(
-        self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None, **kwargs: Any
-    ) -> requests.Response:  # type: ignore[override]
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
         url = urlsplit(request.url or "")
         provider = self._hosts.get(f"{url.scheme}://{url.netloc}")
         if provider is None:

@@ -62,7 +62,8 @@ class WechatSimulator:
 
     # --- state helpers (also used by tests and the /sandbox/ pages) -----------------
     def session_key(self, appid: str, openid: str) -> str | None:
-        return self.store.get(f"sbx:wx:sk:{appid}:{openid}")
+        value = self.store.get(f"sbx:wx:sk:{appid}:{openid}")
+        return str(value) if value else None
 
     def token_fetches(self, appid: str) -> int:
         return int(self.store.get(f"sbx:wx:fetches:{appid}") or 0)

@@ -254,3 +254,52 @@ def test_http_index_page(live_server, transactional_db):
     assert answer.headers["Content-Type"].startswith("text/html")
     assert "Provider sandbox" in answer.text
     assert django_settings.WECHAT_MINIPROGRAM_APPID in answer.text
+
+
+# --- the sandbox's own bookkeeping -------------------------------------------------------
+
+
+class _RacingStore:
+    """Wraps the cache; the first failing incr lets another process's first fetch land in between."""
+
+    def __init__(self, inner, on_first_miss) -> None:
+        self._inner = inner
+        self._on_first_miss = on_first_miss
+        self.fired = False
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def incr(self, key, delta=1):
+        try:
+            return self._inner.incr(key, delta)
+        except ValueError:
+            if not self.fired:
+                self.fired = True
+                self._on_first_miss()
+            raise
+
+
+def test_token_fetches_counts_two_concurrent_first_fetches(wechat_sandbox):
+    """Two processes issuing the very first token at once must both be counted.
+
+    _issue_token does `incr` and, on ValueError (no counter yet), `add(key, 1)`: if the
+    other process's add lands in between, this add fails and the fetch is lost.
+    """
+    from django.core.cache import cache
+
+    from providers.sandbox.core import SandboxRequest
+    from providers.sandbox.wechat import WechatSimulator
+
+    appid = django_settings.WECHAT_MINIPROGRAM_APPID
+    query = {"grant_type": "client_credential", "appid": appid, "secret": django_settings.WECHAT_MINIPROGRAM_SECRET}
+    request = SandboxRequest("GET", "/cgi-bin/token", query=query)
+    other_process = WechatSimulator(cache, list(wechat_sandbox.apps.values()))
+    racing = _RacingStore(cache, lambda: other_process.handle(request))
+    this_process = WechatSimulator(racing, list(wechat_sandbox.apps.values()))
+
+    assert wechat_sandbox.token_fetches(appid) == 0
+    answer = this_process.handle(request)
+    assert answer.status == 200
+    assert racing.fired
+    assert wechat_sandbox.token_fetches(appid) == 2

@@ -134,14 +134,28 @@ def test_memory_store_basics():
 
 
 @pytest.mark.parametrize("stable", [True, False], ids=["stable_token", "cgi-bin/token"])
-def test_sandbox_many_threads_one_token_fetch(settings, wechat_sandbox, stable):
-    settings.WECHAT_USE_STABLE_TOKEN = stable
-    providers.reset()
+def test_sandbox_many_threads_one_token_fetch(settings, monkeypatch, wechat_sandbox, stable):
+    settings.WECHAT_USE_STABLE_TOKEN = stable  # the client is built below, after this
     client = providers.wechat_miniprogram()
+    assert client.config.use_stable_token is stable
+    assert providers.sandbox().providers["wechat"] is wechat_sandbox
     appid = client.config.appid
+    # Also count hits on the token endpoints: stable_token hands out the current token
+    # without issuing one, so token_fetches alone would not see a second fetch there.
+    hits = []
+    for name in ("stable_token", "token"):
+        original = getattr(wechat_sandbox, name)
+
+        def counting(request, _original=original):
+            hits.append(request.path)
+            return _original(request)
+
+        monkeypatch.setattr(wechat_sandbox, name, counting)
+
     before = wechat_sandbox.token_fetches(appid)
     results = run_together(client.access_token)
     assert wechat_sandbox.token_fetches(appid) == before + 1
+    assert len(hits) == 1
     assert all(isinstance(r, str) and r.startswith("sbx_") for r in results), results
     assert len(set(results)) == 1
 

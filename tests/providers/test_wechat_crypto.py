@@ -96,6 +96,8 @@ def test_demo_with_another_appid_is_refused():
         (DEMO_SESSION_KEY, DEMO_ENCRYPTED, "r7BXXKkLb8qrSNn05n0qi", "iv"),  # broken length/padding
         # a form-encoded body turns "+" into " ": must not be silently accepted
         (DEMO_SESSION_KEY, DEMO_ENCRYPTED.replace("+", " "), DEMO_IV, "encryptedData"),
+        ("tiihtNczf5v6AKRyjwEUhQ=é", DEMO_ENCRYPTED, DEMO_IV, "session_key"),  # non-ASCII
+        (DEMO_SESSION_KEY, DEMO_ENCRYPTED, DEMO_IV + "\n", "iv"),  # trailing newline
     ],
 )
 def test_malformed_base64_is_refused(session_key, encrypted, iv, what):
