@@ -91,8 +91,8 @@ class AppGraphQLView(GraphQLView):
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            length = -1
-        if length < 0 or length > self.max_body:
+            return JsonResponse(error_payload("Invalid Content-Length.", ErrorCode.BAD_USER_INPUT), status=400)
+        if length > self.max_body:
             return JsonResponse(
                 error_payload(f"The request body must be at most {self.max_body} bytes.", ErrorCode.BAD_USER_INPUT),
                 status=413,

@@ -348,8 +348,9 @@ def test_variables_must_be_an_object(client, db, variables):
 
 def test_get_mutation_is_405_and_not_executed(gql, client):
     tokens = gql.login("get-mutation-user")
-    mutation = 'mutation { revokeToken(refreshToken: "%s") { revoked } }' % tokens["refreshToken"]
-    response = client.get("/graphql/", {"query": mutation}, HTTP_ACCEPT="application/json")
+    mutation = "mutation Revoke($t: String!) { revokeToken(refreshToken: $t) { revoked } }"
+    params = {"query": mutation, "variables": json.dumps({"t": tokens["refreshToken"]})}
+    response = client.get("/graphql/", params, HTTP_ACCEPT="application/json")
     assert response.status_code == 405
     assert error_code(response.json()) == "BAD_USER_INPUT"
     # The refresh token still works: the mutation never ran.

@@ -162,9 +162,7 @@ def test_production_environment_passes_deploy_checks(tmp_path):
 
 
 def test_production_environment_with_redis_passes_deploy_checks(tmp_path):
-    result = _check(
-        _production(tmp_path, REDIS_URL="redis://127.0.0.1:6379/0"), "--deploy", "--fail-level", "WARNING"
-    )
+    result = _check(_production(tmp_path, REDIS_URL="redis://127.0.0.1:6379/0"), "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
