@@ -519,3 +519,17 @@ def test_lowercase_jwt_prefix_is_accepted(gql):
     login = gql.login("lowercase-prefix")
     result = gql("{ me { id } }", HTTP_AUTHORIZATION=f"jwt {gql.token}")
     assert result == {"data": {"me": {"id": login["user"]["id"]}}}
+
+
+@pytest.mark.parametrize("length", ["abc", "1e3", "12 34"])
+def test_unparsable_content_length_is_400_not_500(client, db, length):
+    response = _post(client, {"query": "{ __typename }"}, CONTENT_LENGTH=length)
+    assert response.status_code == 400
+    assert error_code(response.json()) == "BAD_USER_INPUT"
+    assert "Content-Length" in response.json()["errors"][0]["message"]
+
+
+def test_negative_content_length_is_rejected(client, db):
+    response = _post(client, {"query": "{ __typename }"}, CONTENT_LENGTH="-5")
+    assert 400 <= response.status_code < 500
+    assert error_code(response.json()) == "BAD_USER_INPUT"

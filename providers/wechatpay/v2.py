@@ -75,7 +75,8 @@ def jsapi_params(
 def to_xml(params: Mapping[str, Any]) -> bytes:
     """Flat <xml> document; values as CDATA-free text (xmltodict escapes them)."""
     body = {"xml": {k: str(v) for k, v in params.items() if v is not None}}
-    return xmltodict.unparse(body, full_document=False).encode("utf-8")
+    text: str = xmltodict.unparse(body, full_document=False)
+    return text.encode("utf-8")
 
 
 def parse_xml(body: bytes) -> dict[str, str]:

@@ -260,24 +260,30 @@ def test_http_index_page(live_server, transactional_db):
 
 
 class _RacingStore:
-    """Wraps the cache; the first failing incr lets another process's first fetch land in between."""
+    """Wraps the cache; right after this process's first operation on the fetch counter,
+    another process's whole token fetch runs (the worst interleaving of two first fetches)."""
 
-    def __init__(self, inner, on_first_miss) -> None:
+    def __init__(self, inner, counter_key: str, other_fetch) -> None:
         self._inner = inner
-        self._on_first_miss = on_first_miss
+        self._counter_key = counter_key
+        self._other_fetch = other_fetch
         self.fired = False
 
     def __getattr__(self, name):
-        return getattr(self._inner, name)
+        attr = getattr(self._inner, name)
+        if name not in ("incr", "add", "set", "decr") or not callable(attr):
+            return attr
 
-    def incr(self, key, delta=1):
-        try:
-            return self._inner.incr(key, delta)
-        except ValueError:
-            if not self.fired:
-                self.fired = True
-                self._on_first_miss()
-            raise
+        def wrapped(key, *args, **kwargs):
+            if key != self._counter_key or self.fired:
+                return attr(key, *args, **kwargs)
+            self.fired = True
+            try:
+                return attr(key, *args, **kwargs)
+            finally:
+                self._other_fetch()
+
+        return wrapped
 
 
 def test_token_fetches_counts_two_concurrent_first_fetches(wechat_sandbox):
@@ -285,6 +291,7 @@ def test_token_fetches_counts_two_concurrent_first_fetches(wechat_sandbox):
 
     _issue_token does `incr` and, on ValueError (no counter yet), `add(key, 1)`: if the
     other process's add lands in between, this add fails and the fetch is lost.
+    `add(key, 0)` followed by `incr(key)` counts both.
     """
     from django.core.cache import cache
 
@@ -295,7 +302,7 @@ def test_token_fetches_counts_two_concurrent_first_fetches(wechat_sandbox):
     query = {"grant_type": "client_credential", "appid": appid, "secret": django_settings.WECHAT_MINIPROGRAM_SECRET}
     request = SandboxRequest("GET", "/cgi-bin/token", query=query)
     other_process = WechatSimulator(cache, list(wechat_sandbox.apps.values()))
-    racing = _RacingStore(cache, lambda: other_process.handle(request))
+    racing = _RacingStore(cache, f"sbx:wx:fetches:{appid}", lambda: other_process.handle(request))
     this_process = WechatSimulator(racing, list(wechat_sandbox.apps.values()))
 
     assert wechat_sandbox.token_fetches(appid) == 0
