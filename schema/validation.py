@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphene.validation import DisableIntrospection
 from graphql import (
     FieldNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
+    NoSchemaIntrospectionCustomRule,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationContext,
@@ -41,10 +41,14 @@ def complexity_rule(max_depth: int, max_fields: int, max_aliases: int) -> type[V
                     self.stopped = True
                     return
                 if isinstance(selection, FieldNode):
-                    if selection.name.value.startswith("__"):
-                        continue  # introspection is allowed or refused by its own rule
-                    self.fields += 1
                     self.aliases += selection.alias is not None
+                    if selection.name.value.startswith("__"):
+                        # Introspection is allowed or refused by its own rule; its depth is its own.
+                        if self.aliases > max_aliases:
+                            self.stopped = True
+                            return
+                        continue
+                    self.fields += 1
                     self.depth = max(self.depth, depth + 1)
                     if self.fields > max_fields or self.aliases > max_aliases or self.depth > max_depth:
                         self.stopped = True
@@ -81,5 +85,6 @@ def validation_rules(
     rules: list[type[ValidationRule]] = list(specified_rules)
     rules.append(complexity_rule(max_depth, max_fields, max_aliases))
     if not introspection:
-        rules.append(DisableIntrospection)
+        # Blocks __schema and __type only; __typename stays (Apollo and urql add it everywhere).
+        rules.append(NoSchemaIntrospectionCustomRule)
     return rules

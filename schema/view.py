@@ -16,7 +16,9 @@ from graphql import (
     DocumentNode,
     ExecutionResult,
     GraphQLError,
+    GraphQLSchema,
     OperationType,
+    ValidationRule,
     execute,
     get_operation_ast,
     parse,
@@ -71,20 +73,53 @@ def _shape(error: GraphQLError) -> dict[str, Any]:
     return formatted
 
 
+def _prepare(
+    schema: GraphQLSchema, rules: list[type[ValidationRule]], max_tokens: int, query: str
+) -> tuple[DocumentNode | None, list[GraphQLError]]:
+    """Parse and validate; cached per distinct document text by the view."""
+    try:
+        document = parse(query, max_tokens=max_tokens)
+    except GraphQLError as error:
+        return None, [error]
+    return document, list(validate(schema, document, rules, max_errors=20))
+
+
 class AppGraphQLView(GraphQLView):
+    # Django builds a view instance per request, so the document caches live on the class,
+    # one per configuration (tests build views with other limits).
+    _prepared: dict[tuple[Any, ...], Any] = {}
+
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("graphiql", settings.GRAPHIQL)
         kwargs["batch"] = False
         super().__init__(**kwargs)
-        self.rules = validation_rules(
-            max_depth=settings.GRAPHQL_MAX_DEPTH,
-            max_fields=settings.GRAPHQL_MAX_FIELDS,
-            max_aliases=settings.GRAPHQL_MAX_ALIASES,
-            introspection=settings.GRAPHQL_INTROSPECTION,
-        )
-        self.max_tokens = settings.GRAPHQL_MAX_TOKENS
         self.max_body = settings.GRAPHQL_MAX_BODY_BYTES
-        self.prepare = functools.lru_cache(maxsize=settings.GRAPHQL_DOCUMENT_CACHE_SIZE)(self._prepare)
+        config = (
+            id(self.schema),
+            settings.GRAPHQL_MAX_DEPTH,
+            settings.GRAPHQL_MAX_FIELDS,
+            settings.GRAPHQL_MAX_ALIASES,
+            settings.GRAPHQL_INTROSPECTION,
+            settings.GRAPHQL_MAX_TOKENS,
+            settings.GRAPHQL_DOCUMENT_CACHE_SIZE,
+        )
+        prepare = self._prepared.get(config)
+        if prepare is None:
+            prepare = functools.lru_cache(maxsize=settings.GRAPHQL_DOCUMENT_CACHE_SIZE)(
+                functools.partial(
+                    _prepare,
+                    self.schema.graphql_schema,
+                    validation_rules(
+                        max_depth=settings.GRAPHQL_MAX_DEPTH,
+                        max_fields=settings.GRAPHQL_MAX_FIELDS,
+                        max_aliases=settings.GRAPHQL_MAX_ALIASES,
+                        introspection=settings.GRAPHQL_INTROSPECTION,
+                    ),
+                    settings.GRAPHQL_MAX_TOKENS,
+                )
+            )
+            self._prepared[config] = prepare
+        self.prepare = prepare
 
     @method_decorator(csrf_exempt)
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -99,15 +134,6 @@ class AppGraphQLView(GraphQLView):
             )
         authenticate(request)
         return super().dispatch(request, *args, **kwargs)
-
-    def _prepare(self, query: str) -> tuple[DocumentNode | None, list[GraphQLError]]:
-        """Parse and validate once per distinct document text."""
-        try:
-            document = parse(query, max_tokens=self.max_tokens)
-        except GraphQLError as error:
-            return None, [error]
-        errors = validate(self.schema.graphql_schema, document, self.rules, max_errors=20)
-        return document, list(errors)
 
     def execute_graphql_request(
         self,
@@ -129,7 +155,7 @@ class AppGraphQLView(GraphQLView):
         if len(query) <= CACHEABLE_QUERY_CHARS:
             document, errors = self.prepare(query)
         else:
-            document, errors = self._prepare(query)
+            document, errors = self.prepare.__wrapped__(query)
         if errors or document is None:
             return ExecutionResult(data=None, errors=errors)
 
