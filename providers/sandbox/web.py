@@ -85,7 +85,7 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
             return JsonResponse({"error": 'send JSON {"openid": str, "data": {...}}'}, status=400)
         simulator = wechat()
         appid = body.get("appid") or next(iter(simulator.apps))
-        if appid not in simulator.apps:
+        if not isinstance(appid, str) or appid not in simulator.apps:
             return JsonResponse({"error": "unknown appid"}, status=400)
         timestamp = body.get("timestamp")
         try:

@@ -136,10 +136,9 @@ class WechatSimulator:
             self.store.set(f"sbx:wx:at:prev:{appid}", current, 300)
         token = "sbx_" + secrets.token_urlsafe(48)
         self.store.set(f"sbx:wx:at:{appid}", token, TOKEN_TTL)
-        try:
-            self.store.incr(f"sbx:wx:fetches:{appid}")
-        except ValueError:
-            self.store.add(f"sbx:wx:fetches:{appid}", 1, None)
+        # add-then-incr: two first fetches at once both count.
+        self.store.add(f"sbx:wx:fetches:{appid}", 0, None)
+        self.store.incr(f"sbx:wx:fetches:{appid}")
         return token
 
     def stable_token(self, request: SandboxRequest) -> SandboxResponse:

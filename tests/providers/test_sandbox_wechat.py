@@ -310,3 +310,13 @@ def test_token_fetches_counts_two_concurrent_first_fetches(wechat_sandbox):
     assert answer.status == 200
     assert racing.fired
     assert wechat_sandbox.token_fetches(appid) == 2
+
+
+@pytest.mark.parametrize("appid", [["wx1"], {"a": 1}])
+def test_http_user_data_non_string_appid_is_400(live_server, transactional_db, appid):
+    answer = requests.post(
+        live_server.url + "/sandbox/wechat/user-data",
+        json={"openid": "o-x", "data": {"nickName": "A"}, "appid": appid},
+        timeout=10,
+    )
+    assert answer.status_code == 400
