@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import logging
 
+import requests
+from Crypto.PublicKey import RSA
 from django.conf import settings
 from django.core.cache import cache
 
@@ -11,8 +14,16 @@ from providers.http import HttpConfig, make_session
 from providers.sandbox.core import Sandbox
 from providers.sandbox.transport import SandboxTransport
 from providers.sandbox.wechat import SandboxApp, WechatSimulator
+from providers.sandbox.wechatpay import SandboxMerchant, WechatPaySimulator
 from providers.wechat.api import DEFAULT_BASE_URL, WechatAppConfig, WechatClient
 from providers.wechat.token import MemoryTokenStore, RedisTokenStore, TokenStore
+from providers.wechatpay.keys import certificate_serial, pem_text, public_key_pem
+from providers.wechatpay.types import BASE_URL as WECHATPAY_BASE_URL
+from providers.wechatpay.types import WechatPayConfig
+from providers.wechatpay.v2_client import WechatPayV2Client
+from providers.wechatpay.v3_client import WechatPayV3Client
+
+logger = logging.getLogger(__name__)
 
 
 def http_config() -> HttpConfig:
@@ -26,7 +37,104 @@ def sandbox() -> Sandbox:
     box.register(
         WechatSimulator(cache, [SandboxApp(settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET)])
     )
+    merchant_key, platform_key = _wechatpay_sandbox_keys()
+    box.register(
+        WechatPaySimulator(
+            cache,
+            SandboxMerchant(
+                appid=settings.WECHATPAY_APPID,
+                mchid=settings.WECHATPAY_MCH_ID,
+                api_key=settings.WECHATPAY_API_KEY,
+                api_v3_key=settings.WECHATPAY_API_V3_KEY,
+                merchant_public_key=public_key_pem(merchant_key),
+                platform_private_key=platform_key,
+                platform_key_id=settings.WECHATPAY_PUBLIC_KEY_ID,
+            ),
+            box,
+            deliver_http,
+        )
+    )
     return box
+
+
+def deliver_http(url: str, headers: dict[str, str], body: bytes) -> tuple[int, str]:
+    """How the sandbox sends notifies: a real POST to our notify URL."""
+    response = requests.post(url, data=body, headers=headers, timeout=(3, 10))
+    return response.status_code, response.text
+
+
+_KEYS_CACHE_KEY = "sbx:wxp:keys"
+
+
+@functools.cache
+def _generated_keys() -> tuple[str, str]:
+    """Test keys (merchant, platform), shared by every process through the cache."""
+    shared = cache.get(_KEYS_CACHE_KEY)
+    if not shared:
+        fresh = tuple(RSA.generate(2048).export_key().decode() for _ in range(2))
+        cache.add(_KEYS_CACHE_KEY, fresh, None)  # the first process to store its pair wins
+        shared = cache.get(_KEYS_CACHE_KEY) or fresh
+    return shared[0], shared[1]
+
+
+def _wechatpay_sandbox_keys() -> tuple[str, str]:
+    """(merchant private key, platform private key) the sandbox works with."""
+    merchant = pem_text(settings.WECHATPAY_PRIVATE_KEY)
+    platform = pem_text(settings.SANDBOX_WECHATPAY_PLATFORM_PRIVATE_KEY)
+    if merchant and platform:
+        return merchant, platform
+    generated = _generated_keys()
+    return merchant or generated[0], platform or generated[1]
+
+
+@functools.cache
+def wechatpay_config() -> WechatPayConfig:
+    private_key = pem_text(settings.WECHATPAY_PRIVATE_KEY)
+    platform_keys: dict[str, str] = {}
+    if settings.WECHATPAY_PUBLIC_KEY and settings.WECHATPAY_PUBLIC_KEY_ID:
+        platform_keys[settings.WECHATPAY_PUBLIC_KEY_ID] = public_key_pem(pem_text(settings.WECHATPAY_PUBLIC_KEY))
+    for cert in settings.WECHATPAY_PLATFORM_CERTS:
+        pem = pem_text(cert)
+        platform_keys[certificate_serial(pem)] = public_key_pem(pem)
+    if settings.SANDBOX:
+        merchant, platform = _wechatpay_sandbox_keys()
+        private_key = private_key or merchant
+        platform_keys.setdefault(settings.WECHATPAY_PUBLIC_KEY_ID, public_key_pem(platform))
+    return WechatPayConfig(
+        appid=settings.WECHATPAY_APPID,
+        mchid=settings.WECHATPAY_MCH_ID,
+        api_key=settings.WECHATPAY_API_KEY,
+        api_v3_key=settings.WECHATPAY_API_V3_KEY,
+        private_key_pem=private_key,
+        cert_serial_no=settings.WECHATPAY_CERT_SERIAL_NO,
+        platform_keys=platform_keys,
+        client_cert=settings.WECHATPAY_CLIENT_CERT or None,
+        client_key=settings.WECHATPAY_CLIENT_KEY or None,
+        base_url=settings.WECHATPAY_BASE_URL,
+    )
+
+
+@functools.cache
+def _wechatpay_session() -> requests.Session:
+    return make_session(http_config(), _sandbox_mounts({WECHATPAY_BASE_URL: "wechatpay"}))
+
+
+def wechatpay(version: str) -> WechatPayV2Client | WechatPayV3Client:
+    """The client for API version "V2" or "V3"."""
+    if version == "V2":
+        return WechatPayV2Client(
+            wechatpay_config(), _wechatpay_session(), http_config(), settings.WECHATPAY_V2_SIGN_TYPE
+        )
+    return WechatPayV3Client(wechatpay_config(), _wechatpay_session(), http_config())
+
+
+def notify_url(name: str) -> str:
+    paths = {
+        "wechatpay_v2": "/notify/wechatpay/v2/",
+        "wechatpay_v2_refund": "/notify/wechatpay/v2/refund/",
+        "wechatpay_v3": "/notify/wechatpay/v3/",
+    }
+    return settings.PUBLIC_BASE_URL + paths[name]
 
 
 @functools.cache
@@ -62,5 +170,5 @@ def wechat_miniprogram() -> WechatClient:
 
 def reset() -> None:
     """Forget built clients (tests that change settings call this)."""
-    for built in (sandbox, token_store, wechat_miniprogram):
+    for built in (sandbox, token_store, wechat_miniprogram, wechatpay_config, _wechatpay_session):
         built.cache_clear()

@@ -192,6 +192,28 @@ WECHAT_USER_DATA_MAX_AGE = env.int("WECHAT_USER_DATA_MAX_AGE", default=600)
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=5.0)
 
+# --- WeChat Pay ---
+WECHATPAY_APPID = env.str("WECHATPAY_APPID", default="")
+WECHATPAY_MCH_ID = env.str("WECHATPAY_MCH_ID", default="")
+WECHATPAY_API_KEY = env.str("WECHATPAY_API_KEY", default="")  # v2
+WECHATPAY_API_V3_KEY = env.str("WECHATPAY_API_V3_KEY", default="")
+WECHATPAY_PRIVATE_KEY = env.str("WECHATPAY_PRIVATE_KEY", default="")  # PEM text or path
+WECHATPAY_CERT_SERIAL_NO = env.str("WECHATPAY_CERT_SERIAL_NO", default="")
+WECHATPAY_PUBLIC_KEY = env.str("WECHATPAY_PUBLIC_KEY", default="")  # PEM text or path
+WECHATPAY_PUBLIC_KEY_ID = env.str("WECHATPAY_PUBLIC_KEY_ID", default="")  # PUB_KEY_ID_...
+WECHATPAY_PLATFORM_CERTS = env.list("WECHATPAY_PLATFORM_CERTS", default=[])  # PEM paths (older merchants)
+WECHATPAY_CLIENT_CERT = env.str("WECHATPAY_CLIENT_CERT", default="")  # v2 refunds: apiclient_cert.pem path
+WECHATPAY_CLIENT_KEY = env.str("WECHATPAY_CLIENT_KEY", default="")  # v2 refunds: apiclient_key.pem path
+WECHATPAY_API_VERSION = env.str("WECHATPAY_API_VERSION", default="V3").upper()
+WECHATPAY_V2_SIGN_TYPE = env.str("WECHATPAY_V2_SIGN_TYPE", default="HMAC-SHA256")
+WECHATPAY_BASE_URL = env.str("WECHATPAY_BASE_URL", default="https://api.mch.weixin.qq.com").rstrip("/")
+SANDBOX_WECHATPAY_PLATFORM_PRIVATE_KEY = env.str("SANDBOX_WECHATPAY_PLATFORM_PRIVATE_KEY", default="")
+# Seconds an unpaid order stays payable; reconciliation closes it after that.
+ORDER_TTL = env.int("ORDER_TTL", default=1800)
+# Pending orders older than this (seconds) are queried by reconciliation.
+RECONCILE_AFTER = env.int("RECONCILE_AFTER", default=300)
+NOTIFY_MAX_BYTES = env.int("NOTIFY_MAX_BYTES", default=64 * 1024)
+
 # The sandbox serves the provider APIs when no credentials are configured. With
 # DEBUG=0 it mounts only when SANDBOX=1 is explicit.
 _sandbox_env = os.environ.get("SANDBOX", "").strip()
@@ -205,6 +227,13 @@ if SANDBOX and not WECHAT_MINIPROGRAM_SECRET:
     # Fixed test credentials; real ones given in the environment are used instead.
     WECHAT_MINIPROGRAM_APPID = WECHAT_MINIPROGRAM_APPID or "wxsandbox000000001"
     WECHAT_MINIPROGRAM_SECRET = "sandbox-secret-0123456789abcdef"
+WECHATPAY_APPID = WECHATPAY_APPID or WECHAT_MINIPROGRAM_APPID
+if SANDBOX and not WECHATPAY_MCH_ID:
+    WECHATPAY_MCH_ID = "1900000109"
+    WECHATPAY_API_KEY = "sandboxapikey0123456789abcdefABCD"[:32]
+    WECHATPAY_API_V3_KEY = "sandboxapiv3key0123456789abcdefg"[:32]
+    WECHATPAY_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000001092026112100000000000001"
+    WECHATPAY_CERT_SERIAL_NO = "5157F09EFDC096DE15EBE81A47057A72SANDBOX"
 
 # Mounts /bench/bare, the baseline view of bench/ (off unless asked for).
 BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)

@@ -30,6 +30,7 @@ class SandboxRequest:
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    raw_query: str = ""  # as sent, for signatures over the URL
 
     def json(self) -> Any:
         try:

@@ -50,6 +50,7 @@ class SandboxTransport(BaseAdapter):
                 query=dict(parse_qsl(url.query, keep_blank_values=True)),
                 headers=headers,
                 body=body.encode("utf-8") if isinstance(body, str) else body,
+                raw_query=url.query,
             ),
         )
         if answer.delay:

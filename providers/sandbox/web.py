@@ -128,6 +128,7 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
                 query={k: v for k, v in request.GET.items()},
                 headers={k: v for k, v in request.headers.items()},
                 body=request.body,
+                raw_query=request.META.get("QUERY_STRING", ""),
             ),
         )
         if answer.delay:

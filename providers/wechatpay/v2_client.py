@@ -1,0 +1,275 @@
+"""WeChat Pay API v2 client: unifiedorder, orderquery, closeorder, refund, refundquery, notifies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+
+from providers.http import HttpConfig, ProviderError, ProviderUnavailable, send
+from providers.wechat.crypto import DecryptError
+from providers.wechatpay import v2
+from providers.wechatpay.types import (
+    CHINA,
+    PROVIDER,
+    InvalidNotify,
+    Notify,
+    Prepay,
+    RefundState,
+    Trade,
+    TradeType,
+    WechatPayConfig,
+)
+
+logger = logging.getLogger(__name__)
+
+V2_TRADE_TYPES = {"JSAPI": "JSAPI", "NATIVE": "NATIVE", "H5": "MWEB", "APP": "APP"}
+SUCCESS_ANSWER = b"<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
+
+
+def failure_answer(message: str) -> bytes:
+    return v2.to_xml({"return_code": "FAIL", "return_msg": message})
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=CHINA)
+    except ValueError:
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+class WechatPayV2Client:
+    version = "V2"
+
+    def __init__(
+        self, config: WechatPayConfig, session: requests.Session, http: HttpConfig, sign_type: str = "HMAC-SHA256"
+    ) -> None:
+        self.config = config
+        self.session = session
+        self.http = http
+        self.sign_type = sign_type
+
+    # --- plumbing ----------------------------------------------------------
+    def _post(self, path: str, params: dict[str, Any], *, cert: bool = False) -> dict[str, str]:
+        body = {
+            "appid": self.config.appid,
+            "mch_id": self.config.mchid,
+            "nonce_str": v2.nonce(),
+            "sign_type": self.sign_type,
+            **params,
+        }
+        body["sign"] = v2.sign(body, self.config.api_key, self.sign_type)
+        extra: dict[str, Any] = {}
+        if cert and self.config.client_cert:
+            extra["cert"] = (self.config.client_cert, self.config.client_key)
+        response = send(
+            self.session,
+            PROVIDER,
+            "POST",
+            self.config.base_url + path,
+            self.http,
+            data=v2.to_xml(body),
+            headers={"Content-Type": "text/xml; charset=utf-8"},
+            **extra,
+        )
+        try:
+            answer = v2.parse_xml(response.content)
+        except v2.XmlError as exc:
+            raise ProviderUnavailable(PROVIDER, "unparsable XML answer") from exc
+        if answer.get("return_code") != "SUCCESS":
+            raise ProviderError(PROVIDER, "FAIL", answer.get("return_msg", ""))
+        if "sign" in answer and not v2.verify(answer, self.config.api_key, self.sign_type):
+            raise ProviderUnavailable(PROVIDER, "answer signature does not verify")
+        if answer.get("appid", self.config.appid) != self.config.appid or answer.get(
+            "mch_id", self.config.mchid
+        ) != self.config.mchid:
+            raise ProviderUnavailable(PROVIDER, "answer names another appid or mch_id")
+        return answer
+
+    @staticmethod
+    def _require_success(answer: Mapping[str, str]) -> None:
+        if answer.get("result_code") != "SUCCESS":
+            raise ProviderError(PROVIDER, answer.get("err_code", "FAIL"), answer.get("err_code_des", ""))
+
+    # --- calls -------------------------------------------------------------
+    def create(
+        self,
+        *,
+        trade_type: TradeType,
+        out_trade_no: str,
+        description: str,
+        amount: int,
+        notify_url: str,
+        expires_at: dt.datetime,
+        payer_openid: str = "",
+        client_ip: str = "127.0.0.1",
+    ) -> Prepay:
+        params: dict[str, Any] = {
+            "body": description[:128],
+            "out_trade_no": out_trade_no,
+            "total_fee": amount,
+            "spbill_create_ip": client_ip,
+            "notify_url": notify_url,
+            "trade_type": V2_TRADE_TYPES[trade_type],
+            "time_expire": expires_at.astimezone(CHINA).strftime("%Y%m%d%H%M%S"),
+        }
+        if trade_type == "JSAPI":
+            params["openid"] = payer_openid
+        answer = self._post("/pay/unifiedorder", params)
+        self._require_success(answer)
+        return Prepay(
+            prepay_id=answer.get("prepay_id", ""),
+            code_url=answer.get("code_url", ""),
+            h5_url=answer.get("mweb_url", ""),
+        )
+
+    def _trade(self, data: Mapping[str, str], state: str) -> Trade:
+        return Trade(
+            out_trade_no=data.get("out_trade_no", ""),
+            state=state,
+            appid=data.get("appid", ""),
+            mchid=data.get("mch_id", ""),
+            amount=_int(data.get("total_fee")),
+            transaction_id=data.get("transaction_id", ""),
+            payer_openid=data.get("openid", ""),
+            success_time=_parse_time(data.get("time_end")),
+            raw=dict(data),
+        )
+
+    def query(self, out_trade_no: str) -> Trade:
+        answer = self._post("/pay/orderquery", {"out_trade_no": out_trade_no})
+        self._require_success(answer)
+        return self._trade(answer, answer.get("trade_state", ""))
+
+    def close(self, out_trade_no: str) -> None:
+        answer = self._post("/pay/closeorder", {"out_trade_no": out_trade_no})
+        if answer.get("result_code") != "SUCCESS" and answer.get("err_code") != "ORDERCLOSED":
+            self._require_success(answer)
+
+    def refund(
+        self, *, out_trade_no: str, out_refund_no: str, total: int, amount: int, reason: str, notify_url: str
+    ) -> RefundState:
+        params = {
+            "out_trade_no": out_trade_no,
+            "out_refund_no": out_refund_no,
+            "total_fee": total,
+            "refund_fee": amount,
+            "refund_desc": reason[:80],
+            "notify_url": notify_url,
+        }
+        answer = self._post("/secapi/pay/refund", params, cert=True)
+        self._require_success(answer)
+        return RefundState(
+            out_trade_no=out_trade_no,
+            out_refund_no=out_refund_no,
+            status="PROCESSING",
+            refund_id=answer.get("refund_id", ""),
+            amount=_int(answer.get("refund_fee")),
+            total=_int(answer.get("total_fee")),
+            raw=answer,
+        )
+
+    def query_refund(self, out_refund_no: str) -> RefundState:
+        answer = self._post("/pay/refundquery", {"out_refund_no": out_refund_no})
+        self._require_success(answer)
+        return RefundState(
+            out_trade_no=answer.get("out_trade_no", ""),
+            out_refund_no=answer.get("out_refund_no_0", out_refund_no),
+            status=answer.get("refund_status_0", ""),
+            refund_id=answer.get("refund_id_0", ""),
+            amount=_int(answer.get("refund_fee_0")),
+            total=_int(answer.get("total_fee")),
+            raw=answer,
+        )
+
+    # --- front-end parameters ----------------------------------------------
+    def jsapi_params(self, prepay_id: str) -> dict[str, str]:
+        return v2.jsapi_params(self.config.appid, prepay_id, self.config.api_key, self.sign_type)
+
+    def app_params(self, prepay_id: str) -> dict[str, str]:
+        params = {
+            "appid": self.config.appid,
+            "partnerid": self.config.mchid,
+            "prepayid": prepay_id,
+            "package": "Sign=WXPay",
+            "noncestr": v2.nonce(),
+            "timestamp": str(int(time.time())),
+        }
+        params["sign"] = v2.sign(params, self.config.api_key, self.sign_type)
+        return params
+
+    # --- notifies ----------------------------------------------------------
+    def parse_pay_notify(self, body: bytes, sign_type: str) -> Notify:
+        """Verifies a pay notify with the sign type the order was placed with."""
+        try:
+            data = v2.parse_xml(body)
+        except v2.XmlError as exc:
+            raise InvalidNotify(str(exc)) from exc
+        if data.get("return_code") != "SUCCESS":
+            raise InvalidNotify("return_code is not SUCCESS")
+        # Verified with the order's sign type; a notify naming another one is refused, not obeyed.
+        if data.get("sign_type", sign_type) != sign_type or not v2.verify(data, self.config.api_key, sign_type):
+            raise InvalidNotify("signature does not verify")
+        self._check_ids(data)
+        state = "SUCCESS" if data.get("result_code") == "SUCCESS" else "PAYERROR"
+        trade = self._trade(data, state)
+        return Notify(event_id=f"pay:{trade.transaction_id or trade.out_trade_no}", trade=trade)
+
+    def parse_refund_notify(self, body: bytes) -> Notify:
+        try:
+            data = v2.parse_xml(body)
+        except v2.XmlError as exc:
+            raise InvalidNotify(str(exc)) from exc
+        if data.get("return_code") != "SUCCESS":
+            raise InvalidNotify("return_code is not SUCCESS")
+        self._check_ids(data)
+        try:
+            info = v2.decrypt_refund_info(data.get("req_info", ""), self.config.api_key)
+        except DecryptError as exc:
+            # req_info is the only authentication a v2 refund notify has.
+            raise InvalidNotify(f"req_info: {exc}") from exc
+        status = {"SUCCESS": "SUCCESS", "CHANGE": "ABNORMAL", "REFUNDCLOSE": "CLOSED"}.get(
+            info.get("refund_status", ""), ""
+        )
+        refund = RefundState(
+            out_trade_no=info.get("out_trade_no", ""),
+            out_refund_no=info.get("out_refund_no", ""),
+            status=status,
+            refund_id=info.get("refund_id", ""),
+            amount=_int(info.get("refund_fee")),
+            total=_int(info.get("total_fee")),
+            appid=data.get("appid", ""),
+            mchid=data.get("mch_id", ""),
+            success_time=_parse_v2_refund_time(info.get("success_time")),
+            raw=info,
+        )
+        return Notify(event_id=f"refund:{refund.refund_id}:{status}", refund=refund)
+
+    def _check_ids(self, data: Mapping[str, str]) -> None:
+        if not hmac.compare_digest(data.get("appid", ""), self.config.appid) or not hmac.compare_digest(
+            data.get("mch_id", ""), self.config.mchid
+        ):
+            raise InvalidNotify("appid or mch_id is not ours")
+
+
+def _parse_v2_refund_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
+    except ValueError:
+        return None
