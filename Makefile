@@ -18,6 +18,7 @@ install: $(VENV)/.installed
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_dev_superuser
+	$(BIN)/python manage.py seed_demo_products
 	@echo ""
 	@echo "  GraphiQL:  http://localhost:$(PORT)/graphql/"
 	@echo "  Sandbox:   http://localhost:$(PORT)/sandbox/"

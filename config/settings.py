@@ -145,6 +145,10 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
+# Recovers notifies missed while we were down (run `celery -A config beat`).
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-orders": {"task": "payments.reconcile_orders", "schedule": env.int("RECONCILE_EVERY", default=120)},
+}
 
 # --- auth: JWT ----------------------------------------------------------------
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
@@ -166,7 +170,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # --- GraphQL ------------------------------------------------------------------
-GRAPHENE = {"SCHEMA": "schema.schema.schema", "ATOMIC_MUTATIONS": False}
+GRAPHENE = {"SCHEMA": "schema.schema.schema", "ATOMIC_MUTATIONS": False, "RELAY_CONNECTION_MAX_LIMIT": 100}
 GRAPHIQL = env.bool("GRAPHIQL", default=DEBUG)
 GRAPHQL_INTROSPECTION = env.bool("GRAPHQL_INTROSPECTION", default=DEBUG)
 GRAPHQL_MAX_DEPTH = env.int("GRAPHQL_MAX_DEPTH", default=10)

@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from config import providers
 from config.health import healthz
+from payments import views as payment_views
 from providers.sandbox import web as sandbox_web
 from schema.view import AppGraphQLView
 
@@ -11,6 +12,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("graphql/", AppGraphQLView.as_view(), name="graphql"),
     path("healthz", healthz, name="healthz"),
+    path("notify/wechatpay/v2/", payment_views.wechatpay_v2, name="notify-wechatpay-v2"),
+    path("notify/wechatpay/v2/refund/", payment_views.wechatpay_v2_refund, name="notify-wechatpay-v2-refund"),
+    path("notify/wechatpay/v3/", payment_views.wechatpay_v3, name="notify-wechatpay-v3"),
 ]
 
 if settings.BENCH_ENDPOINTS:

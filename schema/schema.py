@@ -3,13 +3,14 @@
 import graphene
 
 import accounts.schema
+import payments.schema
 
 
-class Query(accounts.schema.Query, graphene.ObjectType):
+class Query(accounts.schema.Query, payments.schema.Query, graphene.ObjectType):
     pass
 
 
-class Mutation(accounts.schema.Mutation, graphene.ObjectType):
+class Mutation(accounts.schema.Mutation, payments.schema.Mutation, graphene.ObjectType):
     pass
 
 

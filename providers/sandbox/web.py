@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from html import escape
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from providers.sandbox.core import FAULTS, Sandbox, SandboxRequest
 from providers.sandbox.wechat import WechatSimulator
+from providers.sandbox.wechatpay import WechatPaySimulator
 
 MAX_BODY = 1024 * 1024
 
@@ -33,9 +35,19 @@ Codes starting <code>invalid</code> get 40029, <code>ratelimit</code> 45011.</li
 <code>encryptedData, iv, rawData, signature</code> made with that user's current session_key.</li>
 <li>Endpoints: {endpoints}</li>
 </ul>
+<h2>WeChat Pay (v2 and v3)</h2>
+<ul>
+<li>Cashier: <code>GET /sandbox/pay/&lt;out_trade_no&gt;</code> shows an order with Pay and Close buttons;
+<code>POST</code> the same path pays it and sends the signed notify to our notify URL
+(<code>?duplicates=N</code> sends it N times), answering <code>{{"notified": true, "answer": ...}}</code>.</li>
+<li><code>POST /sandbox/refund/&lt;out_refund_no&gt;</code> completes a refund and sends its notify (refunds also
+complete on their own a moment after they are requested).</li>
+</ul>
 <h2>Faults</h2>
-<p><code>POST /sandbox/faults</code> with <code>{{"provider": "wechat", "fault": "{faults}", "count": N}}</code>.
-Pending now: <code>{pending}</code></p>
+<p><code>POST /sandbox/faults</code> with
+<code>{{"provider": "wechat|wechatpay", "fault": "{faults}", "count": N}}</code>.
+Pending now: <code>{pending}</code>. <code>bad_signature</code> spoils the next signed WeChat Pay answer or
+notify.</p>
 </body></html>"""
 
 WECHAT_ENDPOINTS = [
@@ -45,6 +57,26 @@ WECHAT_ENDPOINTS = [
     "POST /wxa/business/getuserphonenumber",
     "GET /wxa/checksession",
 ]
+
+
+def cashier_page(order: dict[str, Any]) -> str:
+    yuan = Decimal(order["amount"]) / 100
+    pending = order["state"] == "NOTPAY"
+    buttons = (
+        f'<form method="post"><button>Pay ¥{yuan:.2f}</button></form>'
+        f'<form method="post" action="{escape(order["out_trade_no"])}/close"><button>Close</button></form>'
+        if pending
+        else ""
+    )
+    return (
+        '<!doctype html><html><head><meta charset="utf-8"><title>Sandbox cashier</title>'
+        "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:28rem;margin:3rem auto}"
+        "form{display:inline-block;margin-right:1rem}button{font-size:1.1rem;padding:.4rem 1.2rem}</style>"
+        f"</head><body><h1>Sandbox cashier</h1><p><b>{escape(order['description'])}</b></p>"
+        f"<p>Amount: ¥{yuan:.2f} ({order['amount']} fen)</p>"
+        f"<p>Order <code>{escape(order['out_trade_no'])}</code>, WeChat Pay {order['version']}, "
+        f"{escape(order['trade_type'])}</p><p>State: <b>{escape(order['state'])}</b></p>{buttons}</body></html>"
+    )
 
 
 def _json_body(request: HttpRequest) -> Any:
@@ -138,8 +170,66 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
             response[name] = value
         return response
 
+    def wechatpay() -> WechatPaySimulator:
+        simulator = get_sandbox().providers["wechatpay"]
+        assert isinstance(simulator, WechatPaySimulator)
+        return simulator
+
+    @csrf_exempt
+    def cashier(request: HttpRequest, out_trade_no: str) -> HttpResponse:
+        simulator = wechatpay()
+        if request.method == "GET":
+            order = simulator.order(out_trade_no)
+            if order is None:
+                return HttpResponse("<h1>No such order at the sandbox</h1>", status=404)
+            return HttpResponse(cashier_page(order))
+        if request.method != "POST":
+            return JsonResponse({"error": "GET or POST"}, status=405)
+        try:
+            simulator.pay(out_trade_no)
+        except LookupError as exc:
+            return JsonResponse({"error": str(exc)}, status=404)
+        except ValueError as exc:
+            return JsonResponse({"error": str(exc)}, status=409)
+        try:
+            copies = max(1, min(int(request.GET.get("duplicates", "1")), 20))
+        except ValueError:
+            copies = 1
+        answers = []
+        for _ in range(copies):
+            try:
+                status, body = simulator.send_pay_notify(out_trade_no)
+            except OSError as exc:  # requests' errors are OSErrors: our notify URL did not answer
+                return JsonResponse({"notified": False, "error": f"notify not delivered: {exc}"}, status=502)
+            answers.append({"status": status, "body": body})
+        return JsonResponse({"notified": True, "answer": answers[-1], "answers": answers})
+
+    @csrf_exempt
+    def cashier_close(request: HttpRequest, out_trade_no: str) -> HttpResponse:
+        if request.method != "POST":
+            return JsonResponse({"error": "POST"}, status=405)
+        try:
+            order = wechatpay().close_at_cashier(out_trade_no)
+        except LookupError as exc:
+            return JsonResponse({"error": str(exc)}, status=404)
+        return JsonResponse({"state": order["state"]})
+
+    @csrf_exempt
+    def refund_complete(request: HttpRequest, out_refund_no: str) -> HttpResponse:
+        if request.method != "POST":
+            return JsonResponse({"error": "POST"}, status=405)
+        answer = wechatpay().complete_refund(out_refund_no)
+        if answer is None:
+            return JsonResponse(
+                {"notified": False, "error": "no such refund, or the notify was not delivered"}, status=404
+            )
+        return JsonResponse({"notified": True, "answer": {"status": answer[0], "body": answer[1]}})
+
     return [
         path("", index, name="sandbox-index"),
+        path("pay/<str:out_trade_no>", cashier, name="sandbox-cashier"),
+        path("pay/<str:out_trade_no>/close", cashier_close, name="sandbox-cashier-close"),
+        path("refund/<str:out_refund_no>", refund_complete, name="sandbox-refund"),
         path("wechat/user-data", user_data, name="sandbox-user-data"),
         path("faults", faults, name="sandbox-faults"),
         path("<slug:provider>/<path:rest>", provider_api, name="sandbox-provider"),

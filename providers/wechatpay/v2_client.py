@@ -94,9 +94,10 @@ class WechatPayV2Client:
             raise ProviderError(PROVIDER, "FAIL", answer.get("return_msg", ""))
         if "sign" in answer and not v2.verify(answer, self.config.api_key, self.sign_type):
             raise ProviderUnavailable(PROVIDER, "answer signature does not verify")
-        if answer.get("appid", self.config.appid) != self.config.appid or answer.get(
-            "mch_id", self.config.mchid
-        ) != self.config.mchid:
+        if (
+            answer.get("appid", self.config.appid) != self.config.appid
+            or answer.get("mch_id", self.config.mchid) != self.config.mchid
+        ):
             raise ProviderUnavailable(PROVIDER, "answer names another appid or mch_id")
         return answer
 

@@ -1,0 +1,227 @@
+"""GraphQL for payments: thin resolvers over payments.services and payments.selectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import graphene
+from django.conf import settings
+from graphene import relay
+from graphene_django import DjangoConnectionField, DjangoObjectType
+from graphql import GraphQLResolveInfo
+
+from payments import selectors, services
+from payments.models import Order as OrderModel
+from payments.models import Product as ProductModel
+from payments.models import Refund as RefundModel
+from schema.permissions import current_user, login_required, staff_required
+from schema.ratelimit import enforce
+
+OrderStatus = graphene.Enum("OrderStatus", [(s, s) for s in OrderModel.Status.values])
+PaymentProvider = graphene.Enum("PaymentProvider", [(s, s) for s in OrderModel.Provider.values])
+TradeType = graphene.Enum("TradeType", [(s, s) for s in OrderModel.TradeType.values])
+ApiVersion = graphene.Enum("ApiVersion", [(s, s) for s in OrderModel.ApiVersion.values])
+RefundStatus = graphene.Enum("RefundStatus", [(s, s) for s in RefundModel.Status.values])
+
+
+class Product(DjangoObjectType):
+    price = graphene.Int(required=True, description="fen (1/100 yuan)")
+
+    class Meta:
+        model = ProductModel
+        fields = ("sku", "title", "price")
+
+
+class Order(DjangoObjectType):
+    status = OrderStatus(required=True)
+    provider = PaymentProvider(required=True)
+    trade_type = TradeType(required=True)
+    api_version = ApiVersion(required=True)
+    amount = graphene.Int(required=True, description="fen")
+    refunded_amount = graphene.Int(required=True, description="fen")
+    transaction_id = graphene.String()
+
+    class Meta:
+        model = OrderModel
+        interfaces = (relay.Node,)
+        fields = (
+            "out_trade_no",
+            "status",
+            "amount",
+            "provider",
+            "api_version",
+            "trade_type",
+            "transaction_id",
+            "paid_at",
+            "refunded_amount",
+            "created_at",
+            "closed_at",
+            "expires_at",
+            "product",
+            "quantity",
+        )
+
+    @classmethod
+    def get_queryset(cls, queryset: Any, info: GraphQLResolveInfo) -> Any:
+        return queryset.select_related("product")
+
+
+class OrderConnection(relay.Connection):
+    class Meta:
+        node = Order
+
+
+class Refund(DjangoObjectType):
+    status = RefundStatus(required=True)
+    amount = graphene.Int(required=True, description="fen")
+
+    class Meta:
+        model = RefundModel
+        fields = ("out_refund_no", "amount", "status", "reason", "created_at", "succeeded_at")
+
+
+class PayParams(graphene.ObjectType):
+    """Exactly the object wx.requestPayment takes."""
+
+    app_id = graphene.String(name="appId", required=True)
+    time_stamp = graphene.String(name="timeStamp", required=True)
+    nonce_str = graphene.String(name="nonceStr", required=True)
+    package = graphene.String(required=True)
+    sign_type = graphene.String(name="signType", required=True)
+    pay_sign = graphene.String(name="paySign", required=True)
+
+
+class AppPayParams(graphene.ObjectType):
+    """What the WeChat Open SDK's PayReq takes in an app."""
+
+    appid = graphene.String(required=True)
+    partnerid = graphene.String(required=True)
+    prepayid = graphene.String(required=True)
+    package = graphene.String(required=True)
+    noncestr = graphene.String(required=True)
+    timestamp = graphene.String(required=True)
+    sign = graphene.String(required=True)
+
+
+class Query(graphene.ObjectType):
+    products = graphene.List(graphene.NonNull(Product), required=True)
+    order = graphene.Field(Order, out_trade_no=graphene.String(required=True))
+    orders = DjangoConnectionField(
+        Order, status=OrderStatus(), provider=PaymentProvider(), description="Your orders (staff: everyone's)."
+    )
+
+    @staticmethod
+    def resolve_products(root: Any, info: GraphQLResolveInfo) -> Any:
+        return selectors.active_products()
+
+    @staticmethod
+    @login_required
+    def resolve_order(root: Any, info: GraphQLResolveInfo, out_trade_no: str) -> Any:
+        return selectors.order_for(user=info.context.user, out_trade_no=out_trade_no)
+
+    @staticmethod
+    def resolve_orders(
+        root: Any, info: GraphQLResolveInfo, status: str | None = None, provider: str | None = None, **kwargs: Any
+    ) -> Any:
+        return selectors.orders_for(user=current_user(info), status=status, provider=provider)
+
+
+class CreateWechatPayOrderInput(graphene.InputObjectType):
+    sku = graphene.String(required=True)
+    quantity = graphene.Int(required=True)
+    trade_type = TradeType(required=True)
+    api_version = ApiVersion(description="Defaults to the server's WECHATPAY_API_VERSION.")
+
+
+class CreateWechatPayOrder(graphene.Mutation):
+    """Creates a server-priced order and the parameters to pay it."""
+
+    class Arguments:
+        input = CreateWechatPayOrderInput(required=True)
+
+    order = graphene.Field(Order, required=True)
+    pay_params = graphene.Field(PayParams, description="JSAPI: pass to wx.requestPayment as is.")
+    app_params = graphene.Field(AppPayParams, description="APP: pass to the Open SDK.")
+    code_url = graphene.String(description="NATIVE: render as a QR code.")
+    h5_url = graphene.String(description="H5: open in the mobile browser.")
+
+    @staticmethod
+    @login_required
+    def mutate(root: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> CreateWechatPayOrder:
+        request = info.context
+        user = request.user
+        enforce(request, group="createOrder:user", key=lambda g, r: str(user.pk), rate=settings.RATELIMIT_ORDER)
+        payment = services.create_wechatpay_order(
+            user=user,
+            sku=input["sku"],
+            quantity=input["quantity"],
+            trade_type=input["trade_type"],
+            api_version=input.get("api_version"),
+            client_ip=request.META.get("REMOTE_ADDR") or "127.0.0.1",
+        )
+        params = payment.pay_params
+        return CreateWechatPayOrder(
+            order=payment.order,
+            pay_params=PayParams(
+                app_id=params["appId"],
+                time_stamp=params["timeStamp"],
+                nonce_str=params["nonceStr"],
+                package=params["package"],
+                sign_type=params["signType"],
+                pay_sign=params["paySign"],
+            )
+            if params
+            else None,
+            app_params=AppPayParams(**payment.app_params) if payment.app_params else None,
+            code_url=payment.code_url or None,
+            h5_url=payment.h5_url or None,
+        )
+
+
+class SyncOrder(graphene.Mutation):
+    """Asks the provider for the order's state (use after wx.requestPayment; its callback is not proof)."""
+
+    class Arguments:
+        out_trade_no = graphene.String(required=True)
+
+    Output = Order
+
+    @staticmethod
+    @login_required
+    def mutate(root: Any, info: GraphQLResolveInfo, out_trade_no: str) -> OrderModel:
+        return services.sync_order(user=info.context.user, out_trade_no=out_trade_no)
+
+
+class CloseOrder(graphene.Mutation):
+    class Arguments:
+        out_trade_no = graphene.String(required=True)
+
+    Output = Order
+
+    @staticmethod
+    @login_required
+    def mutate(root: Any, info: GraphQLResolveInfo, out_trade_no: str) -> OrderModel:
+        return services.close_order(user=info.context.user, out_trade_no=out_trade_no)
+
+
+class RefundOrder(graphene.Mutation):
+    """Refunds part or all of a paid order (staff)."""
+
+    class Arguments:
+        out_trade_no = graphene.String(required=True)
+        amount = graphene.Int(required=True, description="fen")
+        reason = graphene.String()
+
+    Output = Refund
+
+    @staticmethod
+    @staff_required
+    def mutate(root: Any, info: GraphQLResolveInfo, out_trade_no: str, amount: int, reason: str = "") -> RefundModel:
+        return services.refund_order(staff=info.context.user, out_trade_no=out_trade_no, amount=amount, reason=reason)
+
+
+class Mutation(graphene.ObjectType):
+    create_wechat_pay_order = CreateWechatPayOrder.Field()
+    sync_order = SyncOrder.Field()
+    close_order = CloseOrder.Field()
+    refund_order = RefundOrder.Field()

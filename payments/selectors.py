@@ -1,0 +1,33 @@
+"""Reads of payments that need care: ownership and query counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from payments.models import Order, Product
+from schema.errors import AppError, ErrorCode
+
+
+def active_products() -> QuerySet[Product]:
+    return Product.objects.filter(active=True).order_by("sku")
+
+
+def order_for(*, user: Any, out_trade_no: str) -> Order:
+    """The user's own order (staff: any); someone else's is NOT_FOUND, not FORBIDDEN."""
+    order = Order.objects.select_related("product").filter(out_trade_no=out_trade_no).first()
+    if order is None or (order.user_id != user.pk and not user.is_staff):
+        raise AppError(ErrorCode.NOT_FOUND, "No such order.")
+    return order
+
+
+def orders_for(*, user: Any, status: str | None = None, provider: str | None = None) -> QuerySet[Order]:
+    orders = Order.objects.select_related("product").order_by("-created_at", "-id")
+    if not user.is_staff:
+        orders = orders.filter(user=user)
+    if status:
+        orders = orders.filter(status=status)
+    if provider:
+        orders = orders.filter(provider=provider)
+    return orders

@@ -1,0 +1,468 @@
+"""Every write and rule of payments: create, apply provider results once, sync, close, refund, reconcile."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import User, WechatIdentity
+from config import providers
+from payments.models import Order, PaymentEvent, Product, Refund
+from payments.selectors import order_for
+from providers.http import ProviderError, ProviderUnavailable
+from providers.wechatpay.types import RefundState, Trade
+from schema.errors import AppError, ErrorCode
+
+logger = logging.getLogger(__name__)
+
+MAX_QUANTITY = 99
+
+ALLOWED = {
+    Order.Status.PENDING: {Order.Status.PAID, Order.Status.CLOSED},
+    Order.Status.PAID: {Order.Status.REFUNDED},
+    Order.Status.CLOSED: set(),
+    Order.Status.REFUNDED: set(),
+}
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+class Outcome(enum.Enum):
+    APPLIED = "APPLIED"  # state changed
+    NO_CHANGE = "NO_CHANGE"  # verified and harmless: a duplicate, or nothing to do
+    CONFLICT = "CONFLICT"  # verified, stored, but contradicts our state: needs a human
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"  # not ours (yet): the provider should retry
+    MISMATCH = "MISMATCH"  # names our order with other facts (amount): changes nothing
+
+
+def transition(order: Order, new: str) -> None:
+    """The only place an order's status changes; call it with the row locked."""
+    if new not in ALLOWED[Order.Status(order.status)]:
+        raise IllegalTransition(f"{order.out_trade_no}: {order.status} -> {new} is not allowed")
+    order.status = new
+
+
+def new_out_trade_no() -> str:
+    """32 characters: the date (for people reading statements) and 96 random bits."""
+    return timezone.now().strftime("%Y%m%d") + secrets.token_hex(12)
+
+
+def _provider_failure(exc: Exception, *, what: str) -> AppError:
+    if isinstance(exc, ProviderUnavailable):
+        logger.warning("wechatpay unavailable during %s: %s", what, exc)
+        return AppError(ErrorCode.PROVIDER_UNAVAILABLE, "WeChat Pay did not answer in time: try again shortly.")
+    assert isinstance(exc, ProviderError)
+    logger.warning("wechatpay refused %s: %s", what, exc)
+    return AppError(ErrorCode.PROVIDER_ERROR, f"WeChat Pay refused the request ({exc.errcode}).")
+
+
+# --- create ---------------------------------------------------------------------
+
+
+@dataclass
+class Payment:
+    order: Order
+    pay_params: dict[str, str] | None = None
+    app_params: dict[str, str] | None = None
+    code_url: str = ""
+    h5_url: str = ""
+
+
+def _payer_openid(user: User) -> str:
+    identity = (
+        WechatIdentity.objects.filter(user=user, appid=settings.WECHATPAY_APPID).only("openid").first()
+        if user.pk
+        else None
+    )
+    return identity.openid if identity else ""
+
+
+def create_wechatpay_order(
+    *, user: User, sku: str, quantity: int, trade_type: str, api_version: str | None, client_ip: str
+) -> Payment:
+    api_version = (api_version or settings.WECHATPAY_API_VERSION).upper()
+    if api_version not in Order.ApiVersion.values:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "apiVersion must be V2 or V3.")
+    if trade_type not in Order.TradeType.values:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "tradeType must be JSAPI, NATIVE, H5 or APP.")
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise AppError(ErrorCode.BAD_USER_INPUT, f"quantity must be 1 to {MAX_QUANTITY}.")
+    product = Product.objects.filter(sku=sku, active=True).first()
+    if product is None:
+        raise AppError(ErrorCode.NOT_FOUND, "No such product: check the sku in `products`.")
+    openid = _payer_openid(user)
+    if trade_type == Order.TradeType.JSAPI and not openid:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "JSAPI payments need a WeChat login: call wechatLogin first.")
+    amount = product.price * quantity  # integer fen, from the server's price
+    now = timezone.now()
+    # A retry of the same purchase reuses the pending order, so the provider sees one order, not two.
+    order = (
+        Order.objects.filter(
+            user=user,
+            product=product,
+            quantity=quantity,
+            amount=amount,
+            provider=Order.Provider.WECHATPAY,
+            api_version=api_version,
+            trade_type=trade_type,
+            status=Order.Status.PENDING,
+            expires_at__gt=now + dt.timedelta(minutes=1),
+        )
+        .order_by("-created_at")
+        .first()
+    )
+    client = providers.wechatpay(api_version)
+    if order is None:
+        # Committed before the provider is called, so even a fast notify finds it.
+        order = Order.objects.create(
+            out_trade_no=new_out_trade_no(),
+            user=user,
+            product=product,
+            quantity=quantity,
+            amount=amount,
+            provider=Order.Provider.WECHATPAY,
+            api_version=api_version,
+            trade_type=trade_type,
+            sign_type=client.sign_type,
+            payer_openid=openid,
+            expires_at=now + dt.timedelta(seconds=settings.ORDER_TTL),
+        )
+        logger.info("order %s created: %s x%s = %s fen", order.out_trade_no, product.sku, quantity, amount)
+    if not (order.prepay_id or order.code_url or order.h5_url):
+        try:
+            prepay = client.create(
+                trade_type=trade_type,  # type: ignore[arg-type]
+                out_trade_no=order.out_trade_no,
+                description=product.title,
+                amount=order.amount,
+                notify_url=providers.notify_url("wechatpay_v2" if api_version == "V2" else "wechatpay_v3"),
+                expires_at=order.expires_at,
+                payer_openid=openid,
+                client_ip=client_ip,
+            )
+        except (ProviderUnavailable, ProviderError) as exc:
+            if isinstance(exc, ProviderError) and exc.errcode == "ORDERPAID":
+                raise AppError(ErrorCode.CONFLICT, "This order is already paid: call syncOrder.") from exc
+            raise _provider_failure(exc, what=f"create {order.out_trade_no}") from exc
+        order.prepay_id, order.code_url, order.h5_url = prepay.prepay_id, prepay.code_url, prepay.h5_url
+        order.save(update_fields=["prepay_id", "code_url", "h5_url"])
+    payment = Payment(order=order, code_url=order.code_url, h5_url=order.h5_url)
+    if trade_type == Order.TradeType.JSAPI:
+        payment.pay_params = client.jsapi_params(order.prepay_id)
+    elif trade_type == Order.TradeType.APP:
+        payment.app_params = client.app_params(order.prepay_id)
+    return payment
+
+
+# --- applying provider results ----------------------------------------------------
+
+
+def _store_event(
+    order: Order | None, *, key: str, source: str, kind: str, payload: dict[str, Any], outcome: Outcome
+) -> bool:
+    """Stores the event once; False when it was already stored (a duplicate)."""
+    try:
+        with transaction.atomic():
+            PaymentEvent.objects.create(
+                provider=Order.Provider.WECHATPAY,
+                event_key=key,
+                order=order,
+                source=source,
+                kind=kind,
+                payload=payload,
+                outcome=outcome.value,
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def _jsonable(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: v if isinstance(v, (str, int, float, bool, type(None), dict, list)) else str(v) for k, v in raw.items()}
+
+
+def apply_trade(trade: Trade, *, source: str) -> Outcome:
+    """Applies a verified trade state (notify, sync or reconciliation) exactly once."""
+    with transaction.atomic():
+        order = (
+            Order.objects.select_for_update()
+            .filter(out_trade_no=trade.out_trade_no, provider=Order.Provider.WECHATPAY)
+            .first()
+        )
+        if order is None:
+            logger.warning("wechatpay %s for unknown order %s", source, trade.out_trade_no)
+            return Outcome.UNKNOWN_ORDER
+        if trade.state in ("SUCCESS", "REFUND"):
+            if trade.amount != order.amount or not trade.transaction_id:
+                logger.warning(
+                    "wechatpay %s for %s refused: amount %s != %s",
+                    source,
+                    order.out_trade_no,
+                    trade.amount,
+                    order.amount,
+                )
+                return Outcome.MISMATCH
+            key, kind = f"wechatpay:paid:{trade.transaction_id}", "TRANSACTION.SUCCESS"
+            if PaymentEvent.objects.filter(event_key=key).exists():
+                return Outcome.NO_CHANGE
+            if order.status == Order.Status.PENDING:
+                transition(order, Order.Status.PAID)
+                order.transaction_id = trade.transaction_id
+                order.paid_at = trade.success_time or timezone.now()
+                order.payer_openid = trade.payer_openid or order.payer_openid
+                order.save(update_fields=["status", "transaction_id", "paid_at", "payer_openid"])
+                outcome = Outcome.APPLIED
+                transaction.on_commit(lambda: logger.info("order %s paid (%s)", order.out_trade_no, source))
+            elif order.transaction_id == trade.transaction_id:
+                outcome = Outcome.NO_CHANGE
+            else:
+                # Money arrived for an order we consider closed (or a second payment): a human must refund it.
+                logger.error("order %s is %s but WeChat Pay reports a payment", order.out_trade_no, order.status)
+                outcome = Outcome.CONFLICT
+        elif trade.state in ("CLOSED", "REVOKED", "PAYERROR"):
+            key, kind = f"wechatpay:closed:{trade.out_trade_no}", f"TRANSACTION.{trade.state}"
+            if PaymentEvent.objects.filter(event_key=key).exists():
+                return Outcome.NO_CHANGE
+            if order.status != Order.Status.PENDING:
+                return Outcome.NO_CHANGE
+            transition(order, Order.Status.CLOSED)
+            order.closed_at = timezone.now()
+            order.save(update_fields=["status", "closed_at"])
+            outcome = Outcome.APPLIED
+        else:
+            return Outcome.NO_CHANGE  # NOTPAY, USERPAYING: nothing happened yet
+        stored = _store_event(order, key=key, source=source, kind=kind, payload=_jsonable(trade.raw), outcome=outcome)
+        if not stored:
+            transaction.set_rollback(True)
+            return Outcome.NO_CHANGE
+        return outcome
+
+
+def apply_refund(state: RefundState, *, source: str) -> Outcome:
+    with transaction.atomic():
+        order = (
+            Order.objects.select_for_update()
+            .filter(out_trade_no=state.out_trade_no, provider=Order.Provider.WECHATPAY)
+            .first()
+        )
+        refund = Refund.objects.select_for_update().filter(out_refund_no=state.out_refund_no).first() if order else None
+        if order is None or refund is None or refund.order_id != order.pk:
+            logger.warning("wechatpay refund %s for unknown refund %s", source, state.out_refund_no)
+            return Outcome.UNKNOWN_ORDER
+        if state.amount is not None and state.amount != refund.amount:
+            logger.warning("wechatpay refund %s for %s refused: amount mismatch", source, refund.out_refund_no)
+            return Outcome.MISMATCH
+        if state.status not in ("SUCCESS", "CLOSED", "ABNORMAL"):
+            return Outcome.NO_CHANGE
+        key = f"wechatpay:refund:{state.out_refund_no}:{state.status}"
+        if PaymentEvent.objects.filter(event_key=key).exists() or refund.status != Refund.Status.PROCESSING:
+            return Outcome.NO_CHANGE
+        refund.status = state.status
+        refund.provider_refund_id = state.refund_id or refund.provider_refund_id
+        fields = ["status", "provider_refund_id"]
+        if state.status == "SUCCESS":
+            refund.succeeded_at = state.success_time or timezone.now()
+            fields.append("succeeded_at")
+            order.refunded_amount += refund.amount
+            order_fields = ["refunded_amount"]
+            if order.refunded_amount == order.amount:
+                transition(order, Order.Status.REFUNDED)
+                order_fields.append("status")
+            order.save(update_fields=order_fields)
+        refund.save(update_fields=fields)
+        if not _store_event(
+            order,
+            key=key,
+            source=source,
+            kind=f"REFUND.{state.status}",
+            payload=_jsonable(state.raw),
+            outcome=Outcome.APPLIED,
+        ):
+            transaction.set_rollback(True)
+            return Outcome.NO_CHANGE
+        return Outcome.APPLIED
+
+
+# --- sync, close, refund -------------------------------------------------------------
+
+
+def sync_order(*, user: User, out_trade_no: str) -> Order:
+    """Asks the provider (the front end's "paid" callback is never trusted) and applies the answer."""
+    order = order_for(user=user, out_trade_no=out_trade_no)
+    client = providers.wechatpay(order.api_version)
+    try:
+        trade = client.query(order.out_trade_no)
+        if trade.mchid != client.config.mchid or trade.appid != client.config.appid:
+            raise ProviderUnavailable("wechatpay", "query answer names another merchant")
+        apply_trade(trade, source=PaymentEvent.Source.QUERY)
+        for refund in order.refunds.filter(status=Refund.Status.PROCESSING):
+            apply_refund(client.query_refund(refund.out_refund_no), source=PaymentEvent.Source.QUERY)
+    except ProviderError as exc:
+        if exc.errcode not in ("ORDERNOTEXIST", "ORDER_NOT_EXIST"):
+            raise _provider_failure(exc, what=f"sync {order.out_trade_no}") from exc
+    except ProviderUnavailable as exc:
+        raise _provider_failure(exc, what=f"sync {order.out_trade_no}") from exc
+    order.refresh_from_db()
+    return order
+
+
+def close_order(*, user: User, out_trade_no: str) -> Order:
+    order = order_for(user=user, out_trade_no=out_trade_no)
+    if order.user_id != user.pk:
+        raise AppError(ErrorCode.FORBIDDEN, "Only the buyer closes an order.")
+    if order.status != Order.Status.PENDING:
+        raise AppError(ErrorCode.CONFLICT, f"Only a pending order can be closed; this one is {order.status}.")
+    _close_at_provider(order)
+    return order
+
+
+def _close_at_provider(order: Order) -> None:
+    """Closes at the provider first (so it can no longer be paid), then here."""
+    client = providers.wechatpay(order.api_version)
+    try:
+        if order.prepay_id or order.code_url or order.h5_url:
+            client.close(order.out_trade_no)
+    except ProviderError as exc:
+        if exc.errcode == "ORDERPAID":
+            sync_order(user=order.user, out_trade_no=order.out_trade_no)
+            raise AppError(ErrorCode.CONFLICT, "This order was paid meanwhile; it cannot be closed.") from exc
+        if exc.errcode not in ("ORDERNOTEXIST", "ORDER_NOT_EXIST", "ORDERCLOSED"):
+            raise _provider_failure(exc, what=f"close {order.out_trade_no}") from exc
+    except ProviderUnavailable as exc:
+        raise _provider_failure(exc, what=f"close {order.out_trade_no}") from exc
+    with transaction.atomic():
+        locked = Order.objects.select_for_update().get(pk=order.pk)
+        if locked.status == Order.Status.PENDING:
+            transition(locked, Order.Status.CLOSED)
+            locked.closed_at = timezone.now()
+            locked.save(update_fields=["status", "closed_at"])
+    order.refresh_from_db()
+
+
+def refund_order(*, staff: User, out_trade_no: str, amount: int, reason: str) -> Refund:
+    reason = (reason or "").strip()
+    if len(reason) > 80:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "reason must be at most 80 characters.")
+    with transaction.atomic():
+        order = Order.objects.select_for_update().filter(out_trade_no=out_trade_no).first()
+        if order is None:
+            raise AppError(ErrorCode.NOT_FOUND, "No such order.")
+        if order.status != Order.Status.PAID:
+            raise AppError(ErrorCode.CONFLICT, f"Only a paid order can be refunded; this one is {order.status}.")
+        pending = order.refunds.filter(status=Refund.Status.PROCESSING).aggregate(s=Sum("amount"))["s"] or 0
+        refundable = order.amount - order.refunded_amount - pending
+        if not 1 <= amount <= refundable:
+            raise AppError(ErrorCode.BAD_USER_INPUT, f"amount must be 1 to {refundable} fen.")
+        # Committed before the provider is called, so the refund notify finds it.
+        refund = Refund.objects.create(
+            order=order,
+            out_refund_no="R" + new_out_trade_no()[:31],
+            amount=amount,
+            reason=reason,
+            requested_by=staff,
+        )
+    client = providers.wechatpay(order.api_version)
+    try:
+        state = client.refund(
+            out_trade_no=order.out_trade_no,
+            out_refund_no=refund.out_refund_no,
+            total=order.amount,
+            amount=amount,
+            reason=reason,
+            notify_url=providers.notify_url("wechatpay_v2_refund" if order.api_version == "V2" else "wechatpay_v3"),
+        )
+    except ProviderUnavailable as exc:
+        # Stays PROCESSING: the same out_refund_no is safe to retry, and reconciliation asks later.
+        raise _provider_failure(exc, what=f"refund {refund.out_refund_no}") from exc
+    except ProviderError as exc:
+        Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.CLOSED)
+        raise _provider_failure(exc, what=f"refund {refund.out_refund_no}") from exc
+    Refund.objects.filter(pk=refund.pk, provider_refund_id="").update(provider_refund_id=state.refund_id)
+    if state.status in ("SUCCESS", "CLOSED", "ABNORMAL"):
+        apply_refund(state, source=PaymentEvent.Source.QUERY)
+    logger.info("refund %s of %s fen for order %s requested", refund.out_refund_no, amount, order.out_trade_no)
+    refund.refresh_from_db()
+    return refund
+
+
+# --- reconciliation -------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    checked: int = 0
+    paid: int = 0
+    closed: int = 0
+    refunds: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def reconcile(*, now: dt.datetime | None = None, limit: int = 500, progress: Any = None) -> ReconcileReport:
+    """Queries pending orders past RECONCILE_AFTER; closes expired ones at the provider first."""
+    now = now or timezone.now()
+    report = ReconcileReport()
+    with transaction.atomic():
+        # skip_locked: rows a notify is applying right now are left to it.
+        candidates = list(
+            Order.objects.select_for_update(skip_locked=True)
+            .filter(
+                provider=Order.Provider.WECHATPAY,
+                status=Order.Status.PENDING,
+                created_at__lt=now - dt.timedelta(seconds=settings.RECONCILE_AFTER),
+            )
+            .order_by("created_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+    refunds = list(
+        Refund.objects.filter(
+            status=Refund.Status.PROCESSING, created_at__lt=now - dt.timedelta(seconds=settings.RECONCILE_AFTER)
+        ).values_list("pk", flat=True)[:limit]
+    )
+    total = len(candidates) + len(refunds)
+    for done, pk in enumerate(candidates, start=1):
+        order = Order.objects.select_related("user").get(pk=pk)
+        report.checked += 1
+        try:
+            client = providers.wechatpay(order.api_version)
+            trade = client.query(order.out_trade_no)
+            outcome = apply_trade(trade, source=PaymentEvent.Source.QUERY)
+            if outcome == Outcome.APPLIED:
+                if trade.state in ("SUCCESS", "REFUND"):
+                    report.paid += 1
+                else:
+                    report.closed += 1
+            elif trade.state in ("NOTPAY", "USERPAYING") and order.expires_at <= now:
+                _close_at_provider(order)
+                report.closed += 1
+        except ProviderError as exc:
+            if exc.errcode in ("ORDERNOTEXIST", "ORDER_NOT_EXIST") and order.expires_at <= now:
+                _close_at_provider(order)
+                report.closed += 1
+            else:
+                report.failed.append(order.out_trade_no)
+        except (ProviderUnavailable, AppError):
+            report.failed.append(order.out_trade_no)
+        if progress:
+            progress(done, total)
+    for done, pk in enumerate(refunds, start=len(candidates) + 1):
+        refund = Refund.objects.select_related("order").get(pk=pk)
+        try:
+            state = providers.wechatpay(refund.order.api_version).query_refund(refund.out_refund_no)
+            if apply_refund(state, source=PaymentEvent.Source.QUERY) == Outcome.APPLIED:
+                report.refunds += 1
+        except (ProviderError, ProviderUnavailable):
+            report.failed.append(refund.out_refund_no)
+        if progress:
+            progress(done, total)
+    return report
