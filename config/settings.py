@@ -170,7 +170,13 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 # --- GraphQL ------------------------------------------------------------------
-GRAPHENE = {"SCHEMA": "schema.schema.schema", "ATOMIC_MUTATIONS": False, "RELAY_CONNECTION_MAX_LIMIT": 100}
+GRAPHENE = {
+    "SCHEMA": "schema.schema.schema",
+    "ATOMIC_MUTATIONS": False,
+    "RELAY_CONNECTION_MAX_LIMIT": 100,
+    # graphene-django adds its debug middleware (around every resolver) when DEBUG; we expose no _debug field.
+    "MIDDLEWARE": [],
+}
 GRAPHIQL = env.bool("GRAPHIQL", default=DEBUG)
 GRAPHQL_INTROSPECTION = env.bool("GRAPHQL_INTROSPECTION", default=DEBUG)
 GRAPHQL_MAX_DEPTH = env.int("GRAPHQL_MAX_DEPTH", default=10)

@@ -65,6 +65,23 @@ class Order(DjangoObjectType):
     def get_queryset(cls, queryset: Any, info: GraphQLResolveInfo) -> Any:
         return queryset.select_related("product")
 
+    # A new instance holds TextChoices members; the enums serialize plain values.
+    @staticmethod
+    def resolve_status(order: OrderModel, info: GraphQLResolveInfo) -> str:
+        return str(OrderModel.Status(order.status).value)
+
+    @staticmethod
+    def resolve_provider(order: OrderModel, info: GraphQLResolveInfo) -> str:
+        return str(OrderModel.Provider(order.provider).value)
+
+    @staticmethod
+    def resolve_trade_type(order: OrderModel, info: GraphQLResolveInfo) -> str:
+        return str(OrderModel.TradeType(order.trade_type).value)
+
+    @staticmethod
+    def resolve_api_version(order: OrderModel, info: GraphQLResolveInfo) -> str:
+        return str(OrderModel.ApiVersion(order.api_version).value)
+
 
 class OrderConnection(relay.Connection):
     class Meta:
@@ -78,6 +95,10 @@ class Refund(DjangoObjectType):
     class Meta:
         model = RefundModel
         fields = ("out_refund_no", "amount", "status", "reason", "created_at", "succeeded_at")
+
+    @staticmethod
+    def resolve_status(refund: RefundModel, info: GraphQLResolveInfo) -> str:
+        return str(RefundModel.Status(refund.status).value)
 
 
 class PayParams(graphene.ObjectType):
@@ -155,8 +176,8 @@ class CreateWechatPayOrder(graphene.Mutation):
             user=user,
             sku=input["sku"],
             quantity=input["quantity"],
-            trade_type=input["trade_type"],
-            api_version=input.get("api_version"),
+            trade_type=input["trade_type"].value,
+            api_version=input["api_version"].value if input.get("api_version") else None,
             client_ip=request.META.get("REMOTE_ADDR") or "127.0.0.1",
         )
         params = payment.pay_params
