@@ -1,0 +1,71 @@
+"""WeChat Pay over real HTTP against a running server: GraphQL, the sandbox cashier, notifies, refunds."""
+
+import time
+
+import pytest
+import requests
+from graphql_jwt.shortcuts import get_token
+
+from accounts.models import User
+from config import providers
+from payments.models import Product
+from tests.payments.conftest import CREATE
+
+LOGIN = "mutation($c: String!) { wechatLogin(code: $c) { token } }"
+ORDER = "query($n: String!) { order(outTradeNo: $n) { status transactionId refundedAmount } }"
+REFUND = 'mutation($n: String!, $a: Int!) { refundOrder(outTradeNo: $n, amount: $a, reason: "e2e") { outRefundNo status } }'
+
+
+@pytest.fixture
+def server(live_server, settings):
+    settings.PUBLIC_BASE_URL = live_server.url  # the sandbox posts notifies here, over HTTP
+    providers.reset()
+    Product.objects.create(sku="coffee", title="Coffee", price=1800)
+    session = requests.Session()
+
+    def gql(query, variables=None, token=None):
+        headers = {"Authorization": f"JWT {token}"} if token else {}
+        body = {"query": query, "variables": variables or {}}
+        result = session.post(f"{live_server.url}/graphql/", json=body, headers=headers, timeout=30).json()
+        assert "errors" not in result, result
+        return result["data"]
+
+    gql.url = live_server.url
+    return gql
+
+
+def _create(gql, token, trade_type, version):
+    variables = {"input": {"sku": "coffee", "quantity": 1, "tradeType": trade_type, "apiVersion": version}}
+    return gql(CREATE, variables, token)["createWechatPayOrder"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("version", ["V2", "V3"])
+def test_pay_and_refund_over_http(server, version):
+    token = server(LOGIN, {"c": "alice"})["wechatLogin"]["token"]
+    created = _create(server, token, "JSAPI", version)
+    number = created["order"]["outTradeNo"]
+    assert created["payParams"]["package"].startswith("prepay_id=")
+
+    page = requests.get(f"{server.url}/sandbox/pay/{number}", timeout=10)
+    assert page.status_code == 200 and "¥18.00" in page.text
+    paid = requests.post(f"{server.url}/sandbox/pay/{number}", timeout=30).json()
+    assert paid["notified"] is True
+    assert paid["answer"]["status"] == (204 if version == "V3" else 200)
+    order = server(ORDER, {"n": number}, token)["order"]
+    assert order["status"] == "PAID" and order["transactionId"]
+
+    assert _create(server, token, "NATIVE", version)["codeUrl"].startswith("weixin://")
+    assert _create(server, token, "H5", version)["h5Url"].startswith("https://")
+
+    staff = User.objects.create_user(username=f"staff-{version}", password="x", is_staff=True)
+    refund = server(REFUND, {"n": number, "a": 1800}, get_token(staff))["refundOrder"]
+    assert refund["status"] == "PROCESSING"
+    # The sandbox completes the refund a moment later and posts its notify to our server.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        order = server(ORDER, {"n": number}, token)["order"]
+        if order["status"] == "REFUNDED":
+            break
+        time.sleep(0.1)
+    assert order == {**order, "status": "REFUNDED", "refundedAmount": 1800}
