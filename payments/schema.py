@@ -144,7 +144,11 @@ class Query(graphene.ObjectType):
     def resolve_orders(
         root: Any, info: GraphQLResolveInfo, status: str | None = None, provider: str | None = None, **kwargs: Any
     ) -> Any:
-        return selectors.orders_for(user=current_user(info), status=status, provider=provider)
+        return selectors.orders_for(
+            user=current_user(info),
+            status=status.value if status else None,  # type: ignore[attr-defined]
+            provider=provider.value if provider else None,  # type: ignore[attr-defined]
+        )
 
 
 class CreateWechatPayOrderInput(graphene.InputObjectType):

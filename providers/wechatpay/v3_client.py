@@ -243,12 +243,13 @@ class WechatPayV3Client:
             raise InvalidNotify("resource is not an object")
         event_type = str(envelope.get("event_type", ""))
         event_id = str(envelope.get("id", ""))
+        number = str(data.get("out_trade_no", ""))[:32]
         if not hmac.compare_digest(str(data.get("mchid", "")), self.config.mchid):
-            raise InvalidNotify("mchid is not ours")
+            raise InvalidNotify(f"mchid is not ours (order {number})")
         if event_type.startswith("TRANSACTION."):
             trade = self._trade(data)
             if not hmac.compare_digest(trade.appid, self.config.appid):
-                raise InvalidNotify("appid is not ours")
+                raise InvalidNotify(f"appid is not ours (order {number})")
             return Notify(event_id=event_id, trade=trade)
         if event_type.startswith("REFUND."):
             return Notify(event_id=event_id, refund=self._refund(data))

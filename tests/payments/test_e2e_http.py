@@ -13,7 +13,9 @@ from tests.payments.conftest import CREATE
 
 LOGIN = "mutation($c: String!) { wechatLogin(code: $c) { token } }"
 ORDER = "query($n: String!) { order(outTradeNo: $n) { status transactionId refundedAmount } }"
-REFUND = 'mutation($n: String!, $a: Int!) { refundOrder(outTradeNo: $n, amount: $a, reason: "e2e") { outRefundNo status } }'
+REFUND = (
+    'mutation($n: String!, $a: Int!) { refundOrder(outTradeNo: $n, amount: $a, reason: "e2e") { outRefundNo status } }'
+)
 
 
 @pytest.fixture
