@@ -106,19 +106,18 @@ def create_wechatpay_order(
         raise AppError(ErrorCode.BAD_USER_INPUT, "JSAPI payments need a WeChat login: call wechatLogin first.")
     amount = product.price * quantity  # integer fen, from the server's price
     now = timezone.now()
+    purchase = {
+        "user": user,
+        "product": product,
+        "quantity": quantity,
+        "amount": amount,
+        "provider": Order.Provider.WECHATPAY,
+        "api_version": api_version,
+        "trade_type": trade_type,
+    }
     # A retry of the same purchase reuses the pending order, so the provider sees one order, not two.
     order = (
-        Order.objects.filter(
-            user=user,
-            product=product,
-            quantity=quantity,
-            amount=amount,
-            provider=Order.Provider.WECHATPAY,
-            api_version=api_version,
-            trade_type=trade_type,
-            status=Order.Status.PENDING,
-            expires_at__gt=now + dt.timedelta(minutes=1),
-        )
+        Order.objects.filter(**purchase, status=Order.Status.PENDING, expires_at__gt=now + dt.timedelta(minutes=1))
         .order_by("-created_at")
         .first()
     )
@@ -126,14 +125,8 @@ def create_wechatpay_order(
     if order is None:
         # Committed before the provider is called, so even a fast notify finds it.
         order = Order.objects.create(
+            **purchase,
             out_trade_no=new_out_trade_no(),
-            user=user,
-            product=product,
-            quantity=quantity,
-            amount=amount,
-            provider=Order.Provider.WECHATPAY,
-            api_version=api_version,
-            trade_type=trade_type,
             sign_type=client.sign_type,
             payer_openid=openid,
             expires_at=now + dt.timedelta(seconds=settings.ORDER_TTL),

@@ -36,11 +36,12 @@ def failure_answer(message: str) -> bytes:
     return v2.to_xml({"return_code": "FAIL", "return_msg": message})
 
 
-def _parse_time(value: str | None) -> dt.datetime | None:
+def _parse_time(value: str | None, fmt: str = "%Y%m%d%H%M%S") -> dt.datetime | None:
+    """v2 times are Beijing local time: time_end as 20141030133525, refund success_time as 2014-10-30 13:35:25."""
     if not value:
         return None
     try:
-        return dt.datetime.strptime(value, "%Y%m%d%H%M%S").replace(tzinfo=CHINA)
+        return dt.datetime.strptime(value, fmt).replace(tzinfo=CHINA)
     except ValueError:
         return None
 
@@ -255,7 +256,7 @@ class WechatPayV2Client:
             total=_int(info.get("total_fee")),
             appid=data.get("appid", ""),
             mchid=data.get("mch_id", ""),
-            success_time=_parse_v2_refund_time(info.get("success_time")),
+            success_time=_parse_time(info.get("success_time"), "%Y-%m-%d %H:%M:%S"),
             raw=info,
         )
         return Notify(event_id=f"refund:{refund.refund_id}:{status}", refund=refund)
@@ -265,12 +266,3 @@ class WechatPayV2Client:
             data.get("mch_id", ""), self.config.mchid
         ):
             raise InvalidNotify("appid or mch_id is not ours")
-
-
-def _parse_v2_refund_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
-    except ValueError:
-        return None
