@@ -18,6 +18,7 @@ from graphql_jwt.shortcuts import get_token
 from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token, new_username
 from config import providers
 from providers.http import ProviderError, ProviderUnavailable
+from providers.wechat.api import LoginSession
 from providers.wechat.crypto import DecryptError, decrypt_user_data, user_data_signature
 from schema.errors import AppError, ErrorCode
 
@@ -115,23 +116,47 @@ def revoke_refresh_token(*, refresh_token: str) -> bool:
 # --- login ----------------------------------------------------------------------
 
 
-def _identity_for_login(*, appid: str, openid: str, unionid: str | None) -> tuple[WechatIdentity, bool]:
-    identity = WechatIdentity.objects.select_related("user").filter(appid=appid, openid=openid).first()
+def _first(queryset: Any) -> Any:
+    """The first row without `.first()`'s ORDER BY id, which can steer PostgreSQL off the right index."""
+    return next(iter(queryset[:1]), None)
+
+
+def _login_identity(*, appid: str, session: LoginSession, now: Any) -> tuple[WechatIdentity, bool]:
+    """Finds or creates the identity and stores the new session_key; (identity, user created)."""
+    fields = {"session_key": session.session_key, "session_key_updated_at": now, "last_login_at": now}
+    identity = _first(WechatIdentity.objects.select_related("user").filter(appid=appid, openid=session.openid))
     if identity is not None:
+        if not identity.user.is_active:
+            raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
+        if session.unionid and identity.unionid != session.unionid:
+            fields["unionid"] = session.unionid
+        for name, value in fields.items():
+            setattr(identity, name, value)
+        identity.save(update_fields=list(fields))
         return identity, False
     try:
         with transaction.atomic():
             # A unionid already known from another app of ours is the same person.
-            sibling = WechatIdentity.objects.select_related("user").filter(unionid=unionid).first() if unionid else None
-            created = sibling is None
-            user = sibling.user if sibling else User.objects.create_user(username=new_username())  # unusable password
-            identity = WechatIdentity.objects.create(
-                user=user, appid=appid, openid=openid, unionid=unionid or "", kind=WechatIdentity.Kind.MINIPROGRAM
+            sibling = (
+                _first(WechatIdentity.objects.select_related("user").filter(unionid=session.unionid))
+                if session.unionid
+                else None
             )
-            return identity, created
+            if sibling is not None and not sibling.user.is_active:
+                raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
+            user = sibling.user if sibling else User.objects.create_user(username=new_username(), last_login=now)
+            identity = WechatIdentity.objects.create(
+                user=user,
+                appid=appid,
+                openid=session.openid,
+                unionid=session.unionid or "",
+                kind=WechatIdentity.Kind.MINIPROGRAM,
+                **fields,
+            )
+            return identity, sibling is None
     except IntegrityError:
-        # A concurrent first login of the same user won the race; use its row.
-        return WechatIdentity.objects.select_related("user").get(appid=appid, openid=openid), False
+        # A concurrent first login of the same user won the race; its row exists now.
+        return _login_identity(appid=appid, session=session, now=now)
 
 
 def wechat_login(*, code: str) -> LoginResult:
@@ -140,22 +165,12 @@ def wechat_login(*, code: str) -> LoginResult:
         raise AppError(ErrorCode.BAD_USER_INPUT, "Send the code from wx.login.")
     client = providers.wechat_miniprogram()
     session = _provider_call(client.code2session, code, errors=LOGIN_ERRORS)
-    identity, created = _identity_for_login(appid=client.config.appid, openid=session.openid, unionid=session.unionid)
-    user = identity.user
-    if not user.is_active:
-        raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
-    now = timezone.now()
-    identity.session_key = session.session_key
-    identity.session_key_updated_at = now
-    identity.last_login_at = now
-    update = ["session_key", "session_key_updated_at", "last_login_at"]
-    if session.unionid and identity.unionid != session.unionid:
-        identity.unionid = session.unionid
-        update.append("unionid")
-    identity.save(update_fields=update)
-    User.objects.filter(pk=user.pk).update(last_login=now)
-    logger.info("wechat login openid=%s user=%s created=%s", session.openid, user.pk, created)
-    return LoginResult(user=user, created=created, tokens=issue_tokens(user))
+    # One transaction: identity, session_key and refresh token commit together, or not at all.
+    with transaction.atomic():
+        identity, created = _login_identity(appid=client.config.appid, session=session, now=timezone.now())
+        tokens = issue_tokens(identity.user)
+    logger.info("wechat login openid=%s user=%s created=%s", session.openid, identity.user_id, created)
+    return LoginResult(user=identity.user, created=created, tokens=tokens)
 
 
 # --- user data ------------------------------------------------------------------

@@ -1,17 +1,24 @@
 -- wrk script for bench/run.sh: builds the request of one scenario and checks every answer.
 --
 -- Configured through the environment (set by run.sh):
---   BENCH_MODE   bare | me | login
---   BENCH_TOKEN  the access token for `me` (sent as "Authorization: JWT <token>")
---   BENCH_RUN    a run id, so login codes are unique across runs as well as requests
+--   BENCH_MODE         bare | floor | me | login
+--   BENCH_TOKEN        the access token for `me` (sent as "Authorization: JWT <token>")
+--   BENCH_RUN          a run id, so login codes are unique across runs as well as requests
+--   BENCH_LOGIN_USERS  0: every login code is a new WeChat user (a first login, the default);
+--                      N > 0: the codes belong to N users, who log in again and again
+--
+-- floor is `{ __typename }`: the GraphQL endpoint with no resolver and no database, i.e. what
+-- graphene and the view cost before any field of ours runs.
 --
 -- A request counts as good only when the status is 200, the body has no "errors" key and it
 -- carries the field the scenario expects. done() prints one machine-readable BENCH_RESULT line.
 
 local mode = os.getenv("BENCH_MODE") or "bare"
 local run_id = os.getenv("BENCH_RUN") or "r"
+local login_users = tonumber(os.getenv("BENCH_LOGIN_USERS") or "0") or 0
 
 local ME_QUERY = '{"query":"{ me { id openid nickname } }"}'
+local FLOOR_QUERY = '{"query":"{ __typename }"}'
 local LOGIN_PREFIX = '{"query":"mutation Login($code: String!) { wechatLogin(code: $code) '
   .. '{ token refreshToken created user { id } } }","variables":{"code":"'
 local LOGIN_SUFFIX = '"}}'
@@ -19,6 +26,7 @@ local LOGIN_SUFFIX = '"}}'
 -- What a good body must contain, per scenario.
 local expect = ({
   bare = '"ok": true',
+  floor = '"__typename":"Query"',
   me = '"me":{"id":',
   login = '"token":"',
 })[mode]
@@ -40,6 +48,8 @@ function init(args)
   first_bad = ""
   if mode == "bare" then
     fixed = wrk.format("GET", "/bench/bare", { ["Accept"] = "application/json" })
+  elseif mode == "floor" then
+    fixed = wrk.format("POST", "/graphql/", { ["Content-Type"] = "application/json" }, FLOOR_QUERY)
   elseif mode == "me" then
     local token = os.getenv("BENCH_TOKEN")
     if not token or token == "" then
@@ -61,10 +71,14 @@ function request()
   if fixed then
     return fixed
   end
-  -- A fresh sandbox code for every request: b<run>-<thread>-<n>. The sandbox treats the part
-  -- before any ':' as the WeChat user, so each code is also a new user (a first login).
+  -- A fresh sandbox code for every request: b<run>-<thread>-<n>. The sandbox takes the part
+  -- before any ':' as the WeChat user, so each such code is also a new user (a first login);
+  -- with BENCH_LOGIN_USERS=N the code is u<k>:b<run>-<thread>-<n>, a new code of user k < N.
   n = n + 1
   local code = "b" .. run_id .. "-" .. thread_id .. "-" .. n
+  if login_users > 0 then
+    code = "u" .. ((n * 7919 + thread_id) % login_users) .. ":" .. code
+  end
   return wrk.format("POST", "/graphql/", login_headers, LOGIN_PREFIX .. code .. LOGIN_SUFFIX)
 end
 

@@ -92,7 +92,8 @@ DATABASES = {
         env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         # Persistent connections in production; per-request in development.
         conn_max_age=env.int("DB_CONN_MAX_AGE", default=0 if DEBUG else 600),
-        conn_health_checks=True,
+        # A health check costs a round trip per request; off, a dropped connection fails one request.
+        conn_health_checks=env.bool("DB_CONN_HEALTH_CHECKS", default=False),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -8,24 +8,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 from graphql_jwt.exceptions import JSONWebTokenError, JSONWebTokenExpired
-from graphql_jwt.utils import get_payload, get_user_by_payload
+from graphql_jwt.utils import get_payload
+
+from accounts.selectors import active_user_for_token
 
 PREFIX = "jwt"
 
 
 def _resolve(request: HttpRequest, token: str) -> Any:
     try:
-        user = get_user_by_payload(get_payload(token))
+        payload = get_payload(token)
     except JSONWebTokenExpired:
         request.jwt_error = "Your access token has expired: call refreshToken, then retry."  # type: ignore[attr-defined]
         return AnonymousUser()
     except JSONWebTokenError:
         request.jwt_error = "Your access token is invalid: log in again."  # type: ignore[attr-defined]
         return AnonymousUser()
+    username = payload.get("username")
+    user = active_user_for_token(username, settings.WECHAT_MINIPROGRAM_APPID) if isinstance(username, str) else None
     if user is None:
         request.jwt_error = "Your access token names no active user: log in again."  # type: ignore[attr-defined]
         return AnonymousUser()

@@ -1,0 +1,47 @@
+"""Reads of accounts that need care."""
+
+from __future__ import annotations
+
+import functools
+
+from django.db import connection
+
+from accounts.models import User, WechatIdentity
+
+
+@functools.cache
+def _user_with_identity_sql() -> tuple[str, list[str]]:
+    quote = connection.ops.quote_name
+    user_fields = list(User._meta.concrete_fields)
+    identity = WechatIdentity._meta
+    columns = ", ".join(f"u.{quote(f.column)}" for f in user_fields)
+    # Identifiers come from model metadata, quoted; the values are parameters.
+    sql = (  # noqa: S608
+        f"SELECT {columns}, i.{quote('openid')}, i.{quote('unionid')} "
+        f"FROM {quote(User._meta.db_table)} u "
+        f"LEFT JOIN {quote(identity.db_table)} i ON i.{quote('user_id')} = u.{quote('id')} AND i.{quote('appid')} = %s "
+        f"WHERE u.{quote('username')} = %s"
+    )
+    return sql, [f.attname for f in user_fields]
+
+
+def active_user_for_token(username: str, appid: str) -> User | None:
+    """The user a JWT names, with their mini-program identity, in one round trip.
+
+    This runs on every authenticated request, so it is one fixed SQL statement rather
+    than two ORM queries; the identity is what `User.openid` / `unionid` resolve from.
+    """
+    sql, attnames = _user_with_identity_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [appid, username])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    user = User.from_db(connection.alias, attnames, row[: len(attnames)])
+    if not user.is_active:
+        return None
+    openid, unionid = row[len(attnames) :]
+    user._miniprogram_identity = (  # type: ignore[attr-defined]
+        WechatIdentity(user_id=user.pk, appid=appid, openid=openid, unionid=unionid or "") if openid else None
+    )
+    return user

@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# Load benchmark: the bare Django view, the GraphQL `me` query and the `wechatLogin` mutation,
+# side by side in one run, against gunicorn (2 sync workers) on PostgreSQL + Redis.
+#
+#   bash bench/run.sh            (from the repository root; see bench/README.md)
+#
+# Knobs (environment, defaults in brackets):
+#   BENCH_THREADS [1]  BENCH_CONNECTIONS [8]  BENCH_DURATION [10s]  wrk's -t -c -d, the same for every scenario
+#   BENCH_ROUNDS [3]        rounds of the scenarios back to back; the report gives the medians
+#   BENCH_WARMUP [5s]       warm-up per scenario, not measured
+#   BENCH_SCENARIOS ["bare floor me login"]: floor is `{ __typename }`, for information (no target)
+#   BENCH_LOGIN_USERS [0]   0: each login is a new user; N: logins of N returning users
+#   BENCH_PORT [a free one]   BENCH_DB [wxbackend_bench]
+#   BENCH_QUIET_WAIT [60]   before each round, wait up to this many seconds while other programs
+#                           keep the machine over 15% busy (0: never wait)
+#   BENCH_PROFILE=1         py-spy samples the workers in each measured scenario (needs py-spy)
+#   BENCH_KEEP_LOGS=1       keeps wrk's, gunicorn's and py-spy's output (the path is printed)
+# Exit status: 0 when every answer was right (HTTP 200, the expected data, no GraphQL errors, no
+# socket errors), 1 otherwise or when setup failed. Whether the targets are met is printed only.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+PY="$ROOT/.venv/bin/python"
+GUNICORN="$ROOT/.venv/bin/gunicorn"
+THREADS="${BENCH_THREADS:-1}"
+CONNECTIONS="${BENCH_CONNECTIONS:-8}"
+DURATION="${BENCH_DURATION:-10s}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+WARMUP="${BENCH_WARMUP:-5s}"
+DB_NAME="${BENCH_DB:-wxbackend_bench}"
+SCENARIOS="${BENCH_SCENARIOS:-bare floor me login}"
+LOGIN_USERS="${BENCH_LOGIN_USERS:-0}"
+KEEP_LOGS="${BENCH_KEEP_LOGS:-0}"
+QUIET_WAIT="${BENCH_QUIET_WAIT:-60}"
+PG_HOST=127.0.0.1
+PG_PORT=5432
+PG_USER=postgres
+REDIS_URL_BENCH="redis://127.0.0.1:6379/2"
+CACHE_PREFIX=bench
+
+# Progress goes to fd 3, the script's stderr, so it still shows when a trap fires inside a
+# command whose stderr is redirected.
+exec 3>&2
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&3; }
+die() { log "ERROR: $*"; exit 1; }
+
+case "$ROUNDS" in ''|*[!0-9]*) die "BENCH_ROUNDS must be a number" ;; esac
+case "$LOGIN_USERS" in ''|*[!0-9]*) die "BENCH_LOGIN_USERS must be a number" ;; esac
+case "$QUIET_WAIT" in ''|*[!0-9]*) die "BENCH_QUIET_WAIT must be a number of seconds" ;; esac
+[ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || die "BENCH_ROUNDS must be 1 to 20"
+for mode in $SCENARIOS; do
+    case "$mode" in bare|floor|me|login) ;; *) die "unknown scenario $mode (bare, floor, me, login)" ;; esac
+done
+
+# --- prerequisites ------------------------------------------------------------------
+[ -x "$PY" ] || die "no $PY: create the venv first (make install)"
+[ -x "$GUNICORN" ] || die "no $GUNICORN: .venv/bin/pip install gunicorn"
+command -v psql >/dev/null || die "psql not found (apt-get install -y postgresql-client)"
+command -v curl >/dev/null || die "curl not found (apt-get install -y curl)"
+if ! command -v wrk >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "wrk not found: installing it (apt-get install -y wrk)"
+        { timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq wrk; } >/dev/null 2>&1 \
+            || die "could not install wrk"
+    else
+        die "wrk not found: sudo apt-get install -y wrk"
+    fi
+fi
+PYSPY=""
+if [ "${BENCH_PROFILE:-0}" = 1 ]; then
+    if [ -x "$ROOT/.venv/bin/py-spy" ]; then PYSPY="$ROOT/.venv/bin/py-spy"; else PYSPY="$(command -v py-spy || true)"; fi
+    [ -n "$PYSPY" ] || die "BENCH_PROFILE=1 needs py-spy: .venv/bin/pip install py-spy"
+    KEEP_LOGS=1
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/wxbench.XXXXXX")"
+GUNICORN_PID=""
+
+redis_clean() {
+    # Removes this benchmark's keys only (prefix "bench:" in Redis db 2).
+    timeout 60 env -i PATH="$PATH" "$PY" - "$REDIS_URL_BENCH" "$CACHE_PREFIX" <<'EOF' 2>&3 || log "warning: redis cleanup failed"
+import sys
+
+import redis
+
+r = redis.Redis.from_url(sys.argv[1], socket_timeout=5)
+batch, removed = [], 0
+for key in r.scan_iter(match=sys.argv[2] + ":*", count=1000):
+    batch.append(key)
+    if len(batch) >= 1000:
+        removed += r.unlink(*batch)
+        batch = []
+if batch:
+    removed += r.unlink(*batch)
+print(f"[bench] redis: removed {removed} keys of the benchmark", file=sys.stderr)
+EOF
+}
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [ -n "$GUNICORN_PID" ] && kill -0 "$GUNICORN_PID" 2>/dev/null; then
+        log "stopping gunicorn (pid $GUNICORN_PID)"
+        kill -TERM "$GUNICORN_PID" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$GUNICORN_PID" 2>/dev/null || break
+            sleep 0.2
+        done
+        if kill -0 "$GUNICORN_PID" 2>/dev/null; then
+            log "gunicorn did not stop in 10 s: killing it"
+            kill -KILL "$GUNICORN_PID" 2>/dev/null || true
+        fi
+        wait "$GUNICORN_PID" 2>/dev/null || true
+    fi
+    if [ "$status" -ne 0 ] && [ "$status" -ne 130 ] && [ -s "$WORK/gunicorn.log" ]; then
+        log "last lines of the gunicorn log:"
+        tail -n 30 "$WORK/gunicorn.log" >&3 || true
+    fi
+    redis_clean
+    if [ "$KEEP_LOGS" = 1 ]; then
+        log "logs kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# --- environment of the server (and of migrate): nothing inherited but PATH -------------
+PORT="${BENCH_PORT:-$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')}"
+RUN_ID="$("$PY" -c 'import secrets; print(secrets.token_hex(4))')"
+BASE="http://127.0.0.1:$PORT"
+
+APP_ENV=(
+    env -i
+    PATH="$PATH"
+    HOME="${HOME:-/tmp}"
+    LANG=C.UTF-8
+    PYTHONDONTWRITEBYTECODE=1
+    DEBUG=0
+    SANDBOX=1
+    SECRET_KEY="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(64))')"
+    JWT_SECRET_KEY="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(48))')"
+    ALLOWED_HOSTS=127.0.0.1,localhost
+    SECURE_SSL_REDIRECT=0
+    DATABASE_URL="postgres://$PG_USER@$PG_HOST:$PG_PORT/$DB_NAME"
+    REDIS_URL="$REDIS_URL_BENCH"
+    CACHE_KEY_PREFIX="$CACHE_PREFIX"
+    BENCH_ENDPOINTS=1
+    RATELIMIT_LOGIN=0
+    RATELIMIT_LOGIN_CODE=0
+    LOG_LEVEL=WARNING
+    READ_DOT_ENV=0
+)
+
+# --- database -----------------------------------------------------------------------
+log "database $DB_NAME on $PG_HOST:$PG_PORT"
+exists="$(psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -tAc \
+    "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'")" || die "PostgreSQL is not reachable"
+if [ "$exists" != 1 ]; then
+    log "creating database $DB_NAME"
+    psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -qc "CREATE DATABASE \"$DB_NAME\"" >/dev/null
+fi
+log "migrating"
+timeout 300 "${APP_ENV[@]}" "$PY" manage.py migrate --noinput >"$WORK/migrate.log" 2>&1 \
+    || { cat "$WORK/migrate.log" >&3; die "migrate failed"; }
+# Every run starts from empty tables (logins add users and tokens), so runs compare.
+timeout 120 "${APP_ENV[@]}" "$PY" manage.py flush --noinput >>"$WORK/migrate.log" 2>&1 \
+    || { cat "$WORK/migrate.log" >&3; die "flush failed"; }
+redis_clean
+
+# The machine is shared with the load generator, PostgreSQL and Redis; say if more is running.
+idle_busy="$("$PY" bench/cpu.py idle 2 || true)"
+log "machine busy before the run: ${idle_busy:-?}% of $(nproc) cores"
+
+# --- server -------------------------------------------------------------------------
+log "starting gunicorn: 2 sync workers on 127.0.0.1:$PORT"
+"${APP_ENV[@]}" "$GUNICORN" config.wsgi:application \
+    --workers 2 --worker-class sync --bind "127.0.0.1:$PORT" \
+    --timeout 30 --graceful-timeout 5 --log-level warning \
+    >"$WORK/gunicorn.log" 2>&1 &
+GUNICORN_PID=$!
+
+healthy=0
+for _ in $(seq 1 60); do
+    kill -0 "$GUNICORN_PID" 2>/dev/null || die "gunicorn exited at start"
+    if curl -fsS --max-time 2 "$BASE/healthz" >/dev/null 2>&1; then
+        healthy=1
+        break
+    fi
+    sleep 0.5
+done
+[ "$healthy" = 1 ] || die "no healthy /healthz within 30 s"
+log "healthy: $(curl -sS --max-time 2 "$BASE/healthz")"
+
+# --- the token of `me`: one login, checked with one `me` ---------------------------------
+TOKEN=""
+new_token() { # new_token SUFFIX: logs in with a fresh code, sets TOKEN, checks `me` with it
+    local body answer me
+    body='{"query":"mutation Login($code: String!) { wechatLogin(code: $code) { token user { id } } }",'
+    body+='"variables":{"code":"bme'"$RUN_ID-$1"'"}}'
+    answer="$(curl -sS --max-time 10 -H 'Content-Type: application/json' -d "$body" "$BASE/graphql/")" \
+        || die "login request failed"
+    TOKEN="$(printf '%s' "$answer" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["data"]["wechatLogin"]["token"])' 2>/dev/null)" \
+        || die "login for the me token failed: $answer"
+    me="$(curl -sS --max-time 10 -H 'Content-Type: application/json' -H "Authorization: JWT $TOKEN" \
+        -d '{"query":"{ me { id openid nickname } }"}' "$BASE/graphql/")" || die "me request failed"
+    case "$me" in
+        *'"me":{"id":'*) ;;
+        *) die "me query failed: $me" ;;
+    esac
+}
+new_token 0
+log "logged in once; me answers with the token"
+
+# --- scenarios ----------------------------------------------------------------------
+# run_wrk MODE DURATION OUTFILE CODEPREFIX: wrk's output goes to OUTFILE.
+run_wrk() {
+    local mode="$1" duration="$2" out="$3" url="$BASE/graphql/"
+    [ "$mode" = bare ] && url="$BASE/bench/bare"
+    # A fresh token for each `me` run, so a long run never meets the 10-minute expiry.
+    [ "$mode" = me ] && new_token "$4"
+    # wrk stops by itself after DURATION; the timeout is a safety net.
+    # `time` records wrk's own CPU (user and system seconds) for the CPU table.
+    local TIMEFORMAT='%U %S' status=0
+    { time BENCH_MODE="$mode" BENCH_TOKEN="$TOKEN" BENCH_RUN="$RUN_ID$4" BENCH_LOGIN_USERS="$LOGIN_USERS" \
+        timeout 600 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --timeout 5s --latency \
+        -s "$ROOT/bench/wrk.lua" "$url" >"$out" 2>&1; } 2>"$out.time" || status=$?
+    [ "$status" = 0 ] || { cat "$out" "$out.time" >&3; die "wrk failed for $mode"; }
+}
+
+field() { # field NAME FILE -> NAME's value on the BENCH_RESULT line
+    grep '^BENCH_RESULT ' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n1
+}
+
+log "warm-up: $WARMUP per scenario (wrk -t$THREADS -c$CONNECTIONS)"
+for mode in $SCENARIOS; do
+    run_wrk "$mode" "$WARMUP" "$WORK/warmup-$mode.txt" w
+    log "  warm-up $mode: $(field rps "$WORK/warmup-$mode.txt") req/s"
+done
+
+log "measuring: $ROUNDS rounds of [$SCENARIOS], wrk -t$THREADS -c$CONNECTIONS -d$DURATION each"
+spy_secs="$(awk -v d="$DURATION" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; printf "%d", (n > 2 ? n - 1 : 1) }')"
+for round in $(seq 1 "$ROUNDS"); do
+    # Other programs on the machine skew a round: wait (bounded) until it is quiet.
+    waited=0
+    while [ "$QUIET_WAIT" -gt 0 ]; do
+        busy="$("$PY" bench/cpu.py idle 2 || echo 0)"
+        [ "${busy:-0}" -le 15 ] && break
+        if [ "$waited" -ge "$QUIET_WAIT" ]; then
+            log "  machine still ${busy}% busy after ${waited} s: measuring anyway"
+            break
+        fi
+        [ "$waited" = 0 ] && log "  machine ${busy}% busy with other programs: waiting up to ${QUIET_WAIT} s"
+        sleep 3
+        waited=$((waited + 5))
+    done
+    # Fresh planner statistics, as autovacuum would keep them in production: on tables that grew
+    # from empty within the run the planner otherwise misjudges (e.g. the unionid lookup of a
+    # first login walks the whole primary key for ORDER BY id LIMIT 1).
+    timeout 60 psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$DB_NAME" -qc "ANALYZE" >/dev/null \
+        || log "warning: ANALYZE failed"
+    for mode in $SCENARIOS; do
+        out="$WORK/r$round-$mode"
+        spy_pid=""
+        if [ -n "$PYSPY" ]; then
+            # Both workers, on-CPU samples, 100 Hz; raw collapsed stacks for bench/profile_summary.py.
+            timeout $((spy_secs + 30)) "$PYSPY" record --pid "$GUNICORN_PID" --subprocesses --nonblocking \
+                --function --format raw --duration "$spy_secs" --output "$out.profile" >"$out.py-spy.log" 2>&1 &
+            spy_pid=$!
+        fi
+        "$PY" bench/cpu.py snapshot "$GUNICORN_PID" "$out.cpu0" || true
+        run_wrk "$mode" "$DURATION" "$out.txt" "r$round"
+        "$PY" bench/cpu.py snapshot "$GUNICORN_PID" "$out.cpu1" || true
+        if [ -s "$out.cpu0" ] && [ -s "$out.cpu1" ]; then
+            "$PY" bench/cpu.py diff "$out.cpu0" "$out.cpu1" "$(field requests "$out.txt")" \
+                "$(awk '{ print $1 + $2 }' "$out.txt.time" 2>/dev/null)" >"$out.cpu" || true
+        fi
+        if [ -n "$spy_pid" ]; then
+            wait "$spy_pid" || log "  py-spy failed: $(tail -n 2 "$out.py-spy.log")"
+        fi
+        log "  round $round $mode: $(field rps "$out.txt") req/s, p99 $(field p99_ms "$out.txt") ms," \
+            "$(field requests "$out.txt") requests, foreign load $(sed -n 's/.*foreign_cores=\([0-9.]*\).*/\1/p' "$out.cpu" 2>/dev/null) cores"
+    done
+done
+if [ -n "$PYSPY" ]; then
+    log "profiles: $WORK/r*-*.profile; e.g. .venv/bin/python bench/profile_summary.py $WORK/r1-me.profile"
+fi
+
+# --- report -------------------------------------------------------------------------
+"$PY" bench/report.py "$WORK" "$ROUNDS" "$SCENARIOS" \
+    "gunicorn 2 sync workers, PostgreSQL + Redis, logins: $([ "$LOGIN_USERS" = 0 ] && echo 'each a new user' || echo "$LOGIN_USERS returning users"), wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS rounds (after $WARMUP warm-up each), loopback, $(nproc) cores shared by all"
