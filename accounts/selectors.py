@@ -16,8 +16,8 @@ def _user_with_identity_sql() -> tuple[str, list[str]]:
     identity = WechatIdentity._meta
     columns = ", ".join(f"u.{quote(f.column)}" for f in user_fields)
     # Identifiers come from model metadata, quoted; the values are parameters.
-    sql = (  # noqa: S608
-        f"SELECT {columns}, i.{quote('openid')}, i.{quote('unionid')} "
+    sql = (
+        f"SELECT {columns}, i.{quote('openid')}, i.{quote('unionid')} "  # noqa: S608
         f"FROM {quote(User._meta.db_table)} u "
         f"LEFT JOIN {quote(identity.db_table)} i ON i.{quote('user_id')} = u.{quote('id')} AND i.{quote('appid')} = %s "
         f"WHERE u.{quote('username')} = %s"
