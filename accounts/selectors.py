@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import functools
+import weakref
+from typing import Any
 
+from django.conf import settings
 from django.db import connection
 
 from accounts.models import User, WechatIdentity
+
+STATEMENT = "wxb_user_for_token"
+# Raw connections that hold the prepared statement (PREPARE is per connection).
+_prepared: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 @functools.cache
@@ -25,16 +32,32 @@ def _user_with_identity_sql() -> tuple[str, list[str]]:
     return sql, [f.attname for f in user_fields]
 
 
-def active_user_for_token(username: str, appid: str) -> User | None:
-    """The user a JWT names, with their mini-program identity, in one round trip.
-
-    This runs on every authenticated request, so it is one fixed SQL statement rather
-    than two ORM queries; the identity is what `User.openid` / `unionid` resolve from.
-    """
-    sql, attnames = _user_with_identity_sql()
+def _fetch(appid: str, username: str) -> tuple[Any, ...] | None:
+    sql, _ = _user_with_identity_sql()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [appid, username])
-        row = cursor.fetchone()
+        if connection.vendor == "postgresql" and settings.DB_PREPARED_STATEMENTS:
+            # Planning this join costs PostgreSQL more than running it; prepare it once per connection.
+            raw = connection.connection
+            if raw not in _prepared:
+                cursor.execute(
+                    f"PREPARE {STATEMENT} (text, text) AS " + sql.replace("%s", "$1", 1).replace("%s", "$2", 1)
+                )
+                _prepared.add(raw)
+            cursor.execute(f"EXECUTE {STATEMENT} (%s, %s)", [appid, username])
+        else:
+            cursor.execute(sql, [appid, username])
+        row: tuple[Any, ...] | None = cursor.fetchone()
+        return row
+
+
+def active_user_for_token(username: str, appid: str) -> User | None:
+    """The active user a JWT names, with their mini-program identity, in one round trip.
+
+    This runs on every authenticated request, so it is one fixed (prepared) SQL statement
+    rather than two ORM queries; the identity is what `User.openid` / `unionid` resolve from.
+    """
+    _, attnames = _user_with_identity_sql()
+    row = _fetch(appid, username)
     if row is None:
         return None
     user = User.from_db(connection.alias, attnames, row[: len(attnames)])
