@@ -147,7 +147,7 @@ class DecryptUserInfo(graphene.Mutation):
         signature: str | None = None,
     ) -> UserModel:
         return services.decrypt_user_info(
-            user=info.context.user, encrypted_data=encrypted_data, iv=iv, raw_data=raw_data, signature=signature
+            user=current_user(info), encrypted_data=encrypted_data, iv=iv, raw_data=raw_data, signature=signature
         )
 
 
@@ -170,7 +170,7 @@ class BindPhoneNumber(graphene.Mutation):
         encrypted_data: str | None = None,
         iv: str | None = None,
     ) -> UserModel:
-        user = info.context.user
+        user = current_user(info)
         if code is not None and encrypted_data is None and iv is None:
             return services.bind_phone_by_code(user=user, code=code)
         if code is None and encrypted_data is not None and iv is not None:
@@ -190,7 +190,7 @@ class UpdateProfile(graphene.Mutation):
     def mutate(
         root: Any, info: GraphQLResolveInfo, nickname: str | None = None, avatar_url: str | None = None
     ) -> UserModel:
-        return services.update_profile(user=info.context.user, nickname=nickname, avatar_url=avatar_url)
+        return services.update_profile(user=current_user(info), nickname=nickname, avatar_url=avatar_url)
 
 
 class Mutation(graphene.ObjectType):

@@ -138,7 +138,7 @@ class Query(graphene.ObjectType):
     @staticmethod
     @login_required
     def resolve_order(root: Any, info: GraphQLResolveInfo, out_trade_no: str) -> Any:
-        return selectors.order_for(user=info.context.user, out_trade_no=out_trade_no)
+        return selectors.order_for(user=current_user(info), out_trade_no=out_trade_no)
 
     @staticmethod
     def resolve_orders(
@@ -174,7 +174,7 @@ class CreateWechatPayOrder(graphene.Mutation):
     @login_required
     def mutate(root: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> CreateWechatPayOrder:
         request = info.context
-        user = request.user
+        user = current_user(info)
         enforce(request, group="createOrder:user", key=lambda g, r: str(user.pk), rate=settings.RATELIMIT_ORDER)
         payment = services.create_wechatpay_order(
             user=user,
@@ -214,7 +214,7 @@ class SyncOrder(graphene.Mutation):
     @staticmethod
     @login_required
     def mutate(root: Any, info: GraphQLResolveInfo, out_trade_no: str) -> OrderModel:
-        return services.sync_order(user=info.context.user, out_trade_no=out_trade_no)
+        return services.sync_order(user=current_user(info), out_trade_no=out_trade_no)
 
 
 class CloseOrder(graphene.Mutation):
@@ -226,7 +226,7 @@ class CloseOrder(graphene.Mutation):
     @staticmethod
     @login_required
     def mutate(root: Any, info: GraphQLResolveInfo, out_trade_no: str) -> OrderModel:
-        return services.close_order(user=info.context.user, out_trade_no=out_trade_no)
+        return services.close_order(user=current_user(info), out_trade_no=out_trade_no)
 
 
 class RefundOrder(graphene.Mutation):
@@ -242,7 +242,7 @@ class RefundOrder(graphene.Mutation):
     @staticmethod
     @staff_required
     def mutate(root: Any, info: GraphQLResolveInfo, out_trade_no: str, amount: int, reason: str = "") -> RefundModel:
-        return services.refund_order(staff=info.context.user, out_trade_no=out_trade_no, amount=amount, reason=reason)
+        return services.refund_order(staff=current_user(info), out_trade_no=out_trade_no, amount=amount, reason=reason)
 
 
 class Mutation(graphene.ObjectType):

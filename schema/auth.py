@@ -1,4 +1,4 @@
-"""JWT authentication for the GraphQL endpoint: one decode and at most one query per request.
+"""JWT authentication for the GraphQL endpoint: one decode and one prepared query per request.
 
 Only `Authorization: JWT <token>` authenticates here; a session cookie never does,
 which is what lets the endpoint be CSRF-exempt.
@@ -18,6 +18,7 @@ from graphql_jwt.utils import get_payload
 from accounts.selectors import active_user_for_token
 
 PREFIX = "jwt"
+_UNRESOLVED = object()
 
 
 def _resolve(request: HttpRequest, token: str) -> Any:
@@ -37,17 +38,27 @@ def _resolve(request: HttpRequest, token: str) -> Any:
     return user
 
 
+def request_user(request: HttpRequest) -> Any:
+    """The authenticated user (or AnonymousUser), resolved at most once per request.
+
+    Resolvers use this rather than the lazy `request.user`, so the hot path works on the
+    model instance itself, not through a proxy on every attribute.
+    """
+    user = getattr(request, "_jwt_user", _UNRESOLVED)
+    if user is _UNRESOLVED:
+        token = getattr(request, "_jwt_token", None)
+        user = _resolve(request, token) if token else AnonymousUser()
+        request._jwt_user = user  # type: ignore[attr-defined]
+    return user
+
+
 def authenticate(request: HttpRequest) -> None:
-    """Sets request.user lazily from the JWT (nothing is decoded until someone asks)."""
+    """Reads the JWT header; nothing is decoded until someone asks for the user."""
     request.jwt_error = None  # type: ignore[attr-defined]
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    parts = header.split()
-    if not parts:
-        request.user = AnonymousUser()
-        return
-    if len(parts) != 2 or parts[0].lower() != PREFIX:
+    request._jwt_token = None  # type: ignore[attr-defined]
+    parts = request.META.get("HTTP_AUTHORIZATION", "").split()
+    if parts and (len(parts) != 2 or parts[0].lower() != PREFIX):
         request.jwt_error = "Send the token as 'Authorization: JWT <token>'."  # type: ignore[attr-defined]
-        request.user = AnonymousUser()
-        return
-    token = parts[1]
-    request.user = SimpleLazyObject(lambda: _resolve(request, token))
+    elif parts:
+        request._jwt_token = parts[1]  # type: ignore[attr-defined]
+    request.user = SimpleLazyObject(lambda: request_user(request))

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from graphql import GraphQLResolveInfo
 
+from schema.auth import request_user
 from schema.errors import AppError, ErrorCode
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -21,7 +22,7 @@ def _info(args: tuple[Any, ...]) -> GraphQLResolveInfo:
 
 
 def current_user(info: GraphQLResolveInfo) -> Any:
-    user = info.context.user
+    user = request_user(info.context)
     if not user.is_authenticated:
         message = getattr(info.context, "jwt_error", None) or "Log in first: send 'Authorization: JWT <token>'."
         raise AppError(ErrorCode.UNAUTHENTICATED, message)

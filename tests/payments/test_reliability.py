@@ -293,7 +293,8 @@ def test_out_trade_no_is_short_unique_and_not_a_timestamp():
     numbers = [services.new_out_trade_no() for _ in range(1000)]
     assert len(set(numbers)) == 1000
     assert all(len(n) <= 32 and OUT_TRADE_NO.match(n) for n in numbers)
-    assert not any(n.isdigit() for n in numbers)  # a bare timestamp is all digits
+    # Not a bare timestamp: 96 random bits (24 hex digits) follow the date.
+    assert all(re.fullmatch(r"\d{8}[0-9a-f]{24}", n) for n in numbers)
     # The part after the date is random: no two share it, and it is long enough to be unguessable.
     assert len({n[8:] for n in numbers}) == 1000
     assert all(len(n) - 8 >= 16 for n in numbers)
