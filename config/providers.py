@@ -27,7 +27,11 @@ logger = logging.getLogger(__name__)
 
 
 def http_config() -> HttpConfig:
-    return HttpConfig(connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT, read_timeout=settings.PROVIDER_READ_TIMEOUT)
+    return HttpConfig(
+        connect_timeout=settings.PROVIDER_CONNECT_TIMEOUT,
+        read_timeout=settings.PROVIDER_READ_TIMEOUT,
+        proxy=settings.PROVIDER_HTTP_PROXY,
+    )
 
 
 @functools.cache

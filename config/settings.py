@@ -205,6 +205,8 @@ WECHAT_USE_STABLE_TOKEN = env.bool("WECHAT_USE_STABLE_TOKEN", default=True)
 WECHAT_USER_DATA_MAX_AGE = env.int("WECHAT_USER_DATA_MAX_AGE", default=600)
 PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.0)
 PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=5.0)
+# Outbound proxy for provider calls (the environment's HTTPS_PROXY is not read).
+PROVIDER_HTTP_PROXY = env.str("PROVIDER_HTTP_PROXY", default="")
 
 # --- WeChat Pay ---
 WECHATPAY_APPID = env.str("WECHATPAY_APPID", default="")

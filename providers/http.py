@@ -40,6 +40,9 @@ class HttpConfig:
     connect_timeout: float = 3.0
     read_timeout: float = 5.0
     pool_size: int = 20
+    # Explicit, e.g. "http://proxy:3128"; the environment (HTTPS_PROXY, .netrc) is not consulted
+    # on every call, which costs more than the in-process sandbox call itself.
+    proxy: str = ""
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -49,6 +52,9 @@ class HttpConfig:
 def make_session(config: HttpConfig, mounts: dict[str, BaseAdapter] | None = None) -> requests.Session:
     """One pooled session per provider; `mounts` routes host prefixes to other transports (the sandbox)."""
     session = requests.Session()
+    session.trust_env = False
+    if config.proxy:
+        session.proxies = {"http": config.proxy, "https": config.proxy}
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
