@@ -38,5 +38,9 @@ lint: install
 schema: install
 	$(BIN)/python manage.py graphql_schema --schema schema.schema.schema --out schema.graphql
 
+# Load benchmark (by hand; see bench/README.md): gunicorn, PostgreSQL, Redis and wrk on this machine.
+bench: install
+	bash bench/run.sh
+
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache
