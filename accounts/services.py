@@ -197,9 +197,11 @@ def _decrypt(identity: WechatIdentity, encrypted_data: str, iv: str) -> dict[str
     try:
         payload = decrypt_user_data(identity.session_key, encrypted_data, iv, appid=identity.appid)
     except DecryptError as exc:
+        # One message for every reason: telling a bad pad from bad JSON would be a padding oracle.
+        logger.info("user data for user %s not decrypted: %s", identity.user_id, exc)
         raise AppError(
             ErrorCode.BAD_USER_INPUT,
-            f"Could not decrypt the data ({exc}). If wx.login ran since, call wechatLogin again and retry.",
+            "Could not decrypt the data. If wx.login ran since, call wechatLogin again and retry.",
         ) from exc
     age = time.time() - payload["watermark"]["timestamp"]
     if age > settings.WECHAT_USER_DATA_MAX_AGE or age < -WATERMARK_SKEW:

@@ -103,7 +103,8 @@ def wechatpay_config() -> WechatPayConfig:
     if settings.SANDBOX:
         merchant, platform = _wechatpay_sandbox_keys()
         private_key = private_key or merchant
-        platform_keys.setdefault(settings.WECHATPAY_PUBLIC_KEY_ID, public_key_pem(platform))
+        if settings.WECHATPAY_PUBLIC_KEY_ID:
+            platform_keys.setdefault(settings.WECHATPAY_PUBLIC_KEY_ID, public_key_pem(platform))
     return WechatPayConfig(
         appid=settings.WECHATPAY_APPID,
         mchid=settings.WECHATPAY_MCH_ID,
@@ -130,6 +131,23 @@ def wechatpay(version: str) -> WechatPayV2Client | WechatPayV3Client:
             wechatpay_config(), _wechatpay_session(), http_config(), settings.WECHATPAY_V2_SIGN_TYPE
         )
     return WechatPayV3Client(wechatpay_config(), _wechatpay_session(), http_config())
+
+
+def wechatpay_ready(version: str) -> bool:
+    """Whether this API version has the keys it needs (an empty key would make signatures forgeable)."""
+    config = wechatpay_config()
+    if not config.mchid or not config.appid:
+        return False
+    if version == "V2":
+        return len(config.api_key) == 32
+    return len(config.api_v3_key) == 32 and bool(config.private_key_pem) and bool(config.platform_keys)
+
+
+def wechatpay_refunds_ready(version: str) -> bool:
+    """v2 refunds travel with the merchant's client certificate (the sandbox does not ask for it)."""
+    if version == "V2" and not settings.SANDBOX:
+        return bool(settings.WECHATPAY_CLIENT_CERT and settings.WECHATPAY_CLIENT_KEY)
+    return wechatpay_ready(version)
 
 
 def notify_url(name: str) -> str:

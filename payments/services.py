@@ -25,6 +25,10 @@ from schema.errors import AppError, ErrorCode
 logger = logging.getLogger(__name__)
 
 MAX_QUANTITY = 99
+IN_FLIGHT_REFUNDS = (Refund.Status.PROCESSING, Refund.Status.ABNORMAL)
+# Answers after which the refund may or may not exist at WeChat Pay: retry with the same out_refund_no.
+RETRYABLE_REFUND_ERRORS = {"SYSTEMERROR", "BIZERR_NEED_RETRY", "FAIL", "SYSTEM_ERROR", "FREQUENCY_LIMITED"}
+NOT_FOUND = {"ORDERNOTEXIST", "ORDER_NOT_EXIST", "REFUNDNOTEXIST", "RESOURCE_NOT_EXISTS"}
 
 ALLOWED = {
     Order.Status.PENDING: {Order.Status.PAID, Order.Status.CLOSED},
@@ -94,6 +98,10 @@ def create_wechatpay_order(
     api_version = (api_version or settings.WECHATPAY_API_VERSION).upper()
     if api_version not in Order.ApiVersion.values:
         raise AppError(ErrorCode.BAD_USER_INPUT, "apiVersion must be V2 or V3.")
+    if not providers.wechatpay_ready(api_version):
+        raise AppError(
+            ErrorCode.BAD_USER_INPUT, f"WeChat Pay {api_version} is not configured here: use the other version."
+        )
     if trade_type not in Order.TradeType.values:
         raise AppError(ErrorCode.BAD_USER_INPUT, "tradeType must be JSAPI, NATIVE, H5 or APP.")
     if not 1 <= quantity <= MAX_QUANTITY:
@@ -117,7 +125,8 @@ def create_wechatpay_order(
     }
     # A retry of the same purchase reuses the pending order, so the provider sees one order, not two.
     order = (
-        Order.objects.filter(**purchase, status=Order.Status.PENDING, expires_at__gt=now + dt.timedelta(minutes=1))
+        # at least 6 minutes left: v2 refuses a time_expire less than 5 minutes away
+        Order.objects.filter(**purchase, status=Order.Status.PENDING, expires_at__gt=now + dt.timedelta(minutes=6))
         .order_by("-created_at")
         .first()
     )
@@ -223,7 +232,8 @@ def apply_trade(trade: Trade, *, source: str) -> Outcome:
                 # Money arrived for an order we consider closed (or a second payment): a human must refund it.
                 logger.error("order %s is %s but WeChat Pay reports a payment", order.out_trade_no, order.status)
                 outcome = Outcome.CONFLICT
-        elif trade.state in ("CLOSED", "REVOKED", "PAYERROR"):
+        elif trade.state in ("CLOSED", "REVOKED"):
+            # PAYERROR is not here: the prepay can still be paid (another card), so the order stays open.
             key, kind = f"wechatpay:closed:{trade.out_trade_no}", f"TRANSACTION.{trade.state}"
             if PaymentEvent.objects.filter(event_key=key).exists():
                 return Outcome.NO_CHANGE
@@ -259,8 +269,16 @@ def apply_refund(state: RefundState, *, source: str) -> Outcome:
         if state.status not in ("SUCCESS", "CLOSED", "ABNORMAL"):
             return Outcome.NO_CHANGE
         key = f"wechatpay:refund:{state.out_refund_no}:{state.status}"
-        if PaymentEvent.objects.filter(event_key=key).exists() or refund.status != Refund.Status.PROCESSING:
+        if PaymentEvent.objects.filter(event_key=key).exists() or refund.status == state.status:
             return Outcome.NO_CHANGE
+        if refund.status == Refund.Status.SUCCESS:
+            return Outcome.NO_CHANGE  # money that went out stays recorded
+        if state.status == "SUCCESS" and refund.status == Refund.Status.CLOSED:
+            # We had given up on it, but the money did go out: record it, and let a human look.
+            logger.error("refund %s was CLOSED here but WeChat Pay reports SUCCESS", refund.out_refund_no)
+        if state.status == "SUCCESS" and order.refunded_amount + refund.amount > order.amount:
+            logger.error("refund %s would exceed order %s: not applied", refund.out_refund_no, order.out_trade_no)
+            return Outcome.CONFLICT
         refund.status = state.status
         refund.provider_refund_id = state.refund_id or refund.provider_refund_id
         fields = ["status", "provider_refund_id"]
@@ -290,19 +308,25 @@ def apply_refund(state: RefundState, *, source: str) -> Outcome:
 # --- sync, close, refund -------------------------------------------------------------
 
 
+def _query(order: Order) -> Trade:
+    """The provider's view of the order, refused if it names another merchant or app."""
+    client = providers.wechatpay(order.api_version)
+    trade = client.query(order.out_trade_no)
+    if trade.mchid != client.config.mchid or trade.appid != client.config.appid:
+        raise ProviderUnavailable("wechatpay", "query answer names another merchant")
+    return trade
+
+
 def sync_order(*, user: User, out_trade_no: str) -> Order:
     """Asks the provider (the front end's "paid" callback is never trusted) and applies the answer."""
     order = order_for(user=user, out_trade_no=out_trade_no)
     client = providers.wechatpay(order.api_version)
     try:
-        trade = client.query(order.out_trade_no)
-        if trade.mchid != client.config.mchid or trade.appid != client.config.appid:
-            raise ProviderUnavailable("wechatpay", "query answer names another merchant")
-        apply_trade(trade, source=PaymentEvent.Source.QUERY)
-        for refund in order.refunds.filter(status=Refund.Status.PROCESSING):
+        apply_trade(_query(order), source=PaymentEvent.Source.QUERY)
+        for refund in order.refunds.filter(status__in=IN_FLIGHT_REFUNDS):
             apply_refund(client.query_refund(refund.out_refund_no), source=PaymentEvent.Source.QUERY)
     except ProviderError as exc:
-        if exc.errcode not in ("ORDERNOTEXIST", "ORDER_NOT_EXIST"):
+        if exc.errcode not in NOT_FOUND:
             raise _provider_failure(exc, what=f"sync {order.out_trade_no}") from exc
     except ProviderUnavailable as exc:
         raise _provider_failure(exc, what=f"sync {order.out_trade_no}") from exc
@@ -324,13 +348,24 @@ def _close_at_provider(order: Order) -> None:
     """Closes at the provider first (so it can no longer be paid), then here."""
     client = providers.wechatpay(order.api_version)
     try:
-        if order.prepay_id or order.code_url or order.h5_url:
+        # Even without a prepay id here: a create that timed out may have reached the provider.
+        try:
             client.close(order.out_trade_no)
+        except ProviderError as exc:
+            if exc.errcode not in NOT_FOUND | {"ORDERCLOSED", "ORDER_CLOSED", "ORDERPAID"}:
+                raise
+        # A close answer does not prove the order is unpaid (v3 answers 204 even for unknown
+        # orders); only the order's state does.
+        trade = _query(order)
+        if trade.state in ("SUCCESS", "REFUND"):
+            apply_trade(trade, source=PaymentEvent.Source.QUERY)
+            raise AppError(ErrorCode.CONFLICT, "This order was paid meanwhile; it cannot be closed.")
+        if trade.state == "USERPAYING":
+            raise AppError(ErrorCode.CONFLICT, "The user is paying this order right now; try again shortly.")
     except ProviderError as exc:
-        if exc.errcode == "ORDERPAID":
-            sync_order(user=order.user, out_trade_no=order.out_trade_no)
-            raise AppError(ErrorCode.CONFLICT, "This order was paid meanwhile; it cannot be closed.") from exc
-        if exc.errcode not in ("ORDERNOTEXIST", "ORDER_NOT_EXIST", "ORDERCLOSED"):
+        if exc.errcode == "USERPAYING":
+            raise AppError(ErrorCode.CONFLICT, "The user is paying this order right now; try again shortly.") from exc
+        if exc.errcode not in NOT_FOUND:
             raise _provider_failure(exc, what=f"close {order.out_trade_no}") from exc
     except ProviderUnavailable as exc:
         raise _provider_failure(exc, what=f"close {order.out_trade_no}") from exc
@@ -353,7 +388,10 @@ def refund_order(*, staff: User, out_trade_no: str, amount: int, reason: str) ->
             raise AppError(ErrorCode.NOT_FOUND, "No such order.")
         if order.status != Order.Status.PAID:
             raise AppError(ErrorCode.CONFLICT, f"Only a paid order can be refunded; this one is {order.status}.")
-        pending = order.refunds.filter(status=Refund.Status.PROCESSING).aggregate(s=Sum("amount"))["s"] or 0
+        if not providers.wechatpay_refunds_ready(order.api_version):
+            raise AppError(ErrorCode.BAD_USER_INPUT, "v2 refunds need WECHATPAY_CLIENT_CERT and WECHATPAY_CLIENT_KEY.")
+        # ABNORMAL refunds can still succeed (the merchant fixes them), so they count as in flight.
+        pending = order.refunds.filter(status__in=IN_FLIGHT_REFUNDS).aggregate(s=Sum("amount"))["s"] or 0
         refundable = order.amount - order.refunded_amount - pending
         if not 1 <= amount <= refundable:
             raise AppError(ErrorCode.BAD_USER_INPUT, f"amount must be 1 to {refundable} fen.")
@@ -379,7 +417,9 @@ def refund_order(*, staff: User, out_trade_no: str, amount: int, reason: str) ->
         # Stays PROCESSING: the same out_refund_no is safe to retry, and reconciliation asks later.
         raise _provider_failure(exc, what=f"refund {refund.out_refund_no}") from exc
     except ProviderError as exc:
-        Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.CLOSED)
+        if exc.errcode not in RETRYABLE_REFUND_ERRORS:
+            # A definite no: the money did not move.
+            Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.CLOSED)
         raise _provider_failure(exc, what=f"refund {refund.out_refund_no}") from exc
     Refund.objects.filter(pk=refund.pk, provider_refund_id="").update(provider_refund_id=state.refund_id)
     if state.status in ("SUCCESS", "CLOSED", "ABNORMAL"):
@@ -401,8 +441,45 @@ class ReconcileReport:
     failed: list[str] = field(default_factory=list)
 
 
+def _reconcile_order(order: Order, now: dt.datetime, report: ReconcileReport) -> None:
+    trade = _query(order)
+    outcome = apply_trade(trade, source=PaymentEvent.Source.QUERY)
+    if outcome == Outcome.APPLIED:
+        if trade.state in ("SUCCESS", "REFUND"):
+            report.paid += 1
+        else:
+            report.closed += 1
+    elif trade.state in ("NOTPAY", "USERPAYING", "PAYERROR") and order.expires_at <= now:
+        _close_at_provider(order)
+        report.closed += 1
+
+
+def _reconcile_refund(refund: Refund, report: ReconcileReport) -> None:
+    client = providers.wechatpay(refund.order.api_version)
+    try:
+        state = client.query_refund(refund.out_refund_no)
+    except ProviderError as exc:
+        if exc.errcode not in NOT_FOUND:
+            raise
+        # Our request never reached WeChat Pay: send it again, same out_refund_no, same amount.
+        state = client.refund(
+            out_trade_no=refund.order.out_trade_no,
+            out_refund_no=refund.out_refund_no,
+            total=refund.order.amount,
+            amount=refund.amount,
+            reason=refund.reason,
+            notify_url=providers.notify_url(
+                "wechatpay_v2_refund" if refund.order.api_version == "V2" else "wechatpay_v3"
+            ),
+        )
+        logger.warning("refund %s was not at WeChat Pay; sent again", refund.out_refund_no)
+    if apply_refund(state, source=PaymentEvent.Source.QUERY) == Outcome.APPLIED:
+        report.refunds += 1
+
+
 def reconcile(*, now: dt.datetime | None = None, limit: int = 500, progress: Any = None) -> ReconcileReport:
-    """Queries pending orders past RECONCILE_AFTER; closes expired ones at the provider first."""
+    """Queries pending orders past RECONCILE_AFTER (closing expired ones at the provider first)
+    and refunds still in flight; one failure never stops the run."""
     now = now or timezone.now()
     report = ReconcileReport()
     with transaction.atomic():
@@ -419,7 +496,7 @@ def reconcile(*, now: dt.datetime | None = None, limit: int = 500, progress: Any
         )
     refunds = list(
         Refund.objects.filter(
-            status=Refund.Status.PROCESSING, created_at__lt=now - dt.timedelta(seconds=settings.RECONCILE_AFTER)
+            status__in=IN_FLIGHT_REFUNDS, created_at__lt=now - dt.timedelta(seconds=settings.RECONCILE_AFTER)
         ).values_list("pk", flat=True)[:limit]
     )
     total = len(candidates) + len(refunds)
@@ -427,33 +504,15 @@ def reconcile(*, now: dt.datetime | None = None, limit: int = 500, progress: Any
         order = Order.objects.select_related("user").get(pk=pk)
         report.checked += 1
         try:
-            client = providers.wechatpay(order.api_version)
-            trade = client.query(order.out_trade_no)
-            outcome = apply_trade(trade, source=PaymentEvent.Source.QUERY)
-            if outcome == Outcome.APPLIED:
-                if trade.state in ("SUCCESS", "REFUND"):
-                    report.paid += 1
-                else:
-                    report.closed += 1
-            elif trade.state in ("NOTPAY", "USERPAYING") and order.expires_at <= now:
-                _close_at_provider(order)
-                report.closed += 1
-        except ProviderError as exc:
-            if exc.errcode in ("ORDERNOTEXIST", "ORDER_NOT_EXIST") and order.expires_at <= now:
-                _close_at_provider(order)
-                report.closed += 1
-            else:
-                report.failed.append(order.out_trade_no)
-        except (ProviderUnavailable, AppError):
+            _reconcile_order(order, now, report)
+        except (ProviderError, ProviderUnavailable, AppError):
             report.failed.append(order.out_trade_no)
         if progress:
             progress(done, total)
     for done, pk in enumerate(refunds, start=len(candidates) + 1):
         refund = Refund.objects.select_related("order").get(pk=pk)
         try:
-            state = providers.wechatpay(refund.order.api_version).query_refund(refund.out_refund_no)
-            if apply_refund(state, source=PaymentEvent.Source.QUERY) == Outcome.APPLIED:
-                report.refunds += 1
+            _reconcile_refund(refund, report)
         except (ProviderError, ProviderUnavailable):
             report.failed.append(refund.out_refund_no)
         if progress:

@@ -261,7 +261,7 @@ class WechatPaySimulator:
             "out_refund_no_0": refund["out_refund_no"],
             "refund_id_0": refund["refund_id"],
             "refund_fee_0": refund["amount"],
-            "refund_status_0": {"ABNORMAL": "CHANGE"}.get(refund["status"], refund["status"]),
+            "refund_status_0": {"ABNORMAL": "CHANGE", "CLOSED": "REFUNDCLOSE"}.get(refund["status"], refund["status"]),
         }
 
     # --- refunds (both versions) ---------------------------------------------------------

@@ -42,6 +42,8 @@ def sign(params: Mapping[str, Any], key: str, sign_type: str = "MD5") -> str:
 
 
 def verify(params: Mapping[str, Any], key: str, sign_type: str = "MD5") -> bool:
+    if not key:
+        return False  # an empty key would make every signature forgeable
     given = params.get("sign")
     if not isinstance(given, str) or not given:
         return False

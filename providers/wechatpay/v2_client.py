@@ -29,6 +29,8 @@ from providers.wechatpay.types import (
 logger = logging.getLogger(__name__)
 
 V2_TRADE_TYPES = {"JSAPI": "JSAPI", "NATIVE": "NATIVE", "H5": "MWEB", "APP": "APP"}
+# v2 refund states in the names v3 (and our Refund model) use
+V2_REFUND_STATUS = {"SUCCESS": "SUCCESS", "PROCESSING": "PROCESSING", "CHANGE": "ABNORMAL", "REFUNDCLOSE": "CLOSED"}
 SUCCESS_ANSWER = b"<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
 
 
@@ -66,6 +68,8 @@ class WechatPayV2Client:
 
     # --- plumbing ----------------------------------------------------------
     def _post(self, path: str, params: dict[str, Any], *, cert: bool = False) -> dict[str, str]:
+        if len(self.config.api_key) != 32:
+            raise ProviderError(PROVIDER, "NOT_CONFIGURED", "WeChat Pay v2 needs a 32-character API key")
         body = {
             "appid": self.config.appid,
             "mch_id": self.config.mchid,
@@ -93,12 +97,10 @@ class WechatPayV2Client:
             raise ProviderUnavailable(PROVIDER, "unparsable XML answer") from exc
         if answer.get("return_code") != "SUCCESS":
             raise ProviderError(PROVIDER, "FAIL", answer.get("return_msg", ""))
-        if "sign" in answer and not v2.verify(answer, self.config.api_key, self.sign_type):
-            raise ProviderUnavailable(PROVIDER, "answer signature does not verify")
-        if (
-            answer.get("appid", self.config.appid) != self.config.appid
-            or answer.get("mch_id", self.config.mchid) != self.config.mchid
-        ):
+        # WeChat Pay signs every answer it accepted; an unsigned one is not trusted.
+        if not v2.verify(answer, self.config.api_key, self.sign_type):
+            raise ProviderUnavailable(PROVIDER, "answer signature missing or wrong")
+        if answer.get("appid") != self.config.appid or answer.get("mch_id") != self.config.mchid:
             raise ProviderUnavailable(PROVIDER, "answer names another appid or mch_id")
         return answer
 
@@ -131,6 +133,8 @@ class WechatPayV2Client:
         }
         if trade_type == "JSAPI":
             params["openid"] = payer_openid
+        if trade_type == "H5":
+            params["scene_info"] = '{"h5_info": {"type": "Wap"}}'
         answer = self._post("/pay/unifiedorder", params)
         self._require_success(answer)
         return Prepay(
@@ -191,7 +195,7 @@ class WechatPayV2Client:
         return RefundState(
             out_trade_no=answer.get("out_trade_no", ""),
             out_refund_no=answer.get("out_refund_no_0", out_refund_no),
-            status=answer.get("refund_status_0", ""),
+            status=V2_REFUND_STATUS.get(answer.get("refund_status_0", ""), answer.get("refund_status_0", "")),
             refund_id=answer.get("refund_id_0", ""),
             amount=_int(answer.get("refund_fee_0")),
             total=_int(answer.get("total_fee")),
@@ -217,6 +221,8 @@ class WechatPayV2Client:
     # --- notifies ----------------------------------------------------------
     def parse_pay_notify(self, body: bytes, sign_type: str) -> Notify:
         """Verifies a pay notify with the sign type the order was placed with."""
+        if len(self.config.api_key) != 32:
+            raise InvalidNotify("WeChat Pay v2 is not configured")
         try:
             data = v2.parse_xml(body)
         except v2.XmlError as exc:
@@ -227,11 +233,13 @@ class WechatPayV2Client:
         if data.get("sign_type", sign_type) != sign_type or not v2.verify(data, self.config.api_key, sign_type):
             raise InvalidNotify("signature does not verify")
         self._check_ids(data)
-        state = "SUCCESS" if data.get("result_code") == "SUCCESS" else "PAYERROR"
+        state = "SUCCESS" if data.get("result_code") == "SUCCESS" else "PAYERROR"  # applied as no change
         trade = self._trade(data, state)
         return Notify(event_id=f"pay:{trade.transaction_id or trade.out_trade_no}", trade=trade)
 
     def parse_refund_notify(self, body: bytes) -> Notify:
+        if len(self.config.api_key) != 32:
+            raise InvalidNotify("WeChat Pay v2 is not configured")
         try:
             data = v2.parse_xml(body)
         except v2.XmlError as exc:
@@ -244,9 +252,7 @@ class WechatPayV2Client:
         except DecryptError as exc:
             # req_info is the only authentication a v2 refund notify has.
             raise InvalidNotify(f"req_info: {exc}") from exc
-        status = {"SUCCESS": "SUCCESS", "CHANGE": "ABNORMAL", "REFUNDCLOSE": "CLOSED"}.get(
-            info.get("refund_status", ""), ""
-        )
+        status = V2_REFUND_STATUS.get(info.get("refund_status", ""), "")
         refund = RefundState(
             out_trade_no=info.get("out_trade_no", ""),
             out_refund_no=info.get("out_refund_no", ""),

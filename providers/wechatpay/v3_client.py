@@ -96,6 +96,8 @@ class WechatPayV3Client:
             },
         )
         text = response.content.decode("utf-8", errors="replace")
+        if response.status_code == 202:  # accepted but not done, e.g. closing while the user pays
+            raise ProviderError(PROVIDER, "USERPAYING", "the user is paying")
         if response.status_code >= 400:
             try:
                 error = json.loads(text)

@@ -4,10 +4,11 @@ import base64
 import time
 
 import pytest
+from Crypto.Cipher import AES
 from django.conf import settings
 
 from accounts.models import User, WechatIdentity
-from providers.wechat.crypto import encrypt_user_data
+from providers.wechat.crypto import encrypt_user_data, pkcs7_pad
 from tests.conftest import error_code
 
 DECRYPT = """
@@ -116,12 +117,21 @@ def test_data_from_an_old_session_key_is_refused(gql, wechat_sandbox, alice):
     assert profile_snapshot() == before
 
 
-def test_wrong_key_fails_on_padding_not_json(gql, wechat_sandbox, alice):
+def test_every_decrypt_failure_gives_the_same_message(gql, wechat_sandbox, alice):
+    """A different message for bad padding than for bad JSON would be a padding oracle."""
     other_key = base64.b64encode(b"k" * 16).decode()
-    encrypted, iv = encrypt_user_data(other_key, PROFILE_DATA, appid=settings.WECHAT_MINIPROGRAM_APPID)
-    result = gql(DECRYPT, {"e": encrypted, "iv": iv})
-    assert error_code(result) == "BAD_USER_INPUT"
-    assert "padding" in result["errors"][0]["message"] or "JSON" not in result["errors"][0]["message"]
+    wrong_key, iv1 = encrypt_user_data(other_key, PROFILE_DATA, appid=settings.WECHAT_MINIPROGRAM_APPID)
+    session_key = WechatIdentity.objects.get().session_key
+    not_json = base64.b64encode(
+        AES.new(base64.b64decode(session_key), AES.MODE_CBC, b"0" * 16).encrypt(pkcs7_pad(b"not json"))
+    ).decode()
+    other_app, iv3 = encrypt_user_data(session_key, PROFILE_DATA, appid="wxother")
+    messages = set()
+    for encrypted, iv in ((wrong_key, iv1), (not_json, base64.b64encode(b"0" * 16).decode()), (other_app, iv3)):
+        result = gql(DECRYPT, {"e": encrypted, "iv": iv})
+        assert error_code(result) == "BAD_USER_INPUT"
+        messages.add(result["errors"][0]["message"])
+    assert len(messages) == 1
 
 
 def test_decrypt_requires_login(gql):
