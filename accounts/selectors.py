@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 
 from accounts.models import User, WechatIdentity
 
@@ -32,18 +33,40 @@ def _user_with_identity_sql() -> tuple[str, list[str]]:
     return sql, [f.attname for f in user_fields]
 
 
+def _guarded() -> Any:
+    """Inside a caller's transaction, a savepoint keeps a failed statement from spoiling it;
+    outside one (the usual case: autocommit) nothing is needed, and nothing is spent."""
+    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+
+
+def _execute_prepared(cursor: Any, sql: str, params: list[str]) -> None:
+    raw = connection.connection
+    if raw not in _prepared:
+        try:
+            with transaction.atomic():  # a savepoint, so a failure cannot spoil a caller's transaction
+                cursor.execute(
+                    f"PREPARE {STATEMENT} (text, text) AS " + sql.replace("%s", "$1", 1).replace("%s", "$2", 1)
+                )
+        except DatabaseError as exc:
+            if getattr(exc.__cause__, "pgcode", None) != "42P05":  # 42P05: a pooled session already has it
+                raise
+        _prepared.add(raw)
+    try:
+        with _guarded():
+            cursor.execute(f"EXECUTE {STATEMENT} (%s, %s)", params)
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "pgcode", None) != "26000":  # 26000: the session lost it (DISCARD ALL)
+            raise
+        _prepared.discard(raw)
+        _execute_prepared(cursor, sql, params)
+
+
 def _fetch(appid: str, username: str) -> tuple[Any, ...] | None:
     sql, _ = _user_with_identity_sql()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and settings.DB_PREPARED_STATEMENTS:
             # Planning this join costs PostgreSQL more than running it; prepare it once per connection.
-            raw = connection.connection
-            if raw not in _prepared:
-                cursor.execute(
-                    f"PREPARE {STATEMENT} (text, text) AS " + sql.replace("%s", "$1", 1).replace("%s", "$2", 1)
-                )
-                _prepared.add(raw)
-            cursor.execute(f"EXECUTE {STATEMENT} (%s, %s)", [appid, username])
+            _execute_prepared(cursor, sql, [appid, username])
         else:
             cursor.execute(sql, [appid, username])
         row: tuple[Any, ...] | None = cursor.fetchone()

@@ -174,8 +174,10 @@ def wechat_login(*, code: str) -> LoginResult:
     client = providers.wechat_miniprogram()
     session = _provider_call(client.code2session, code, errors=LOGIN_ERRORS)
     # One transaction: identity, session_key and refresh token commit together, or not at all.
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        _relax_commit()
+        if outermost:  # SET LOCAL would otherwise reach a caller's transaction
+            _relax_commit()
         identity, created = _login_identity(appid=client.config.appid, session=session, now=timezone.now())
         tokens = issue_tokens(identity.user)
     logger.info("wechat login openid=%s user=%s created=%s", session.openid, identity.user_id, created)

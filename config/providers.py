@@ -62,7 +62,10 @@ def sandbox() -> Sandbox:
 
 
 def deliver_http(url: str, headers: dict[str, str], body: bytes) -> tuple[int, str]:
-    """How the sandbox sends notifies: a real POST to our notify URL."""
+    """How the sandbox sends notifies: a real POST to our notify URL, and to nowhere else."""
+    if not url.startswith(settings.PUBLIC_BASE_URL + "/notify/"):
+        # notify_url comes from whoever created the sandbox order: never let it aim the server elsewhere.
+        raise ValueError(f"the sandbox only notifies {settings.PUBLIC_BASE_URL}/notify/...")
     response = requests.post(url, data=body, headers=headers, timeout=(3, 10))
     return response.status_code, response.text
 

@@ -27,12 +27,17 @@ _DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
 SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET)
 JWT_SECRET = env.str("JWT_SECRET_KEY", default=_DEV_JWT_SECRET)
 
-if not DEBUG:
-    # Production refuses to start on a secret anyone could know or guess.
+_REAL_CREDENTIALS = bool(os.environ.get("WECHAT_MINIPROGRAM_SECRET") or os.environ.get("WECHATPAY_MCH_ID"))
+if not DEBUG or _REAL_CREDENTIALS:
+    # Production (or anything holding real provider credentials) refuses a secret anyone could know.
     if SECRET_KEY == _DEV_SECRET or len(SECRET_KEY) < 50:
-        raise ImproperlyConfigured("Set SECRET_KEY to at least 50 random characters when DEBUG=0.")
+        raise ImproperlyConfigured(
+            "Set SECRET_KEY to at least 50 random characters (DEBUG=0 or real provider credentials)."
+        )
     if JWT_SECRET == _DEV_JWT_SECRET or len(JWT_SECRET) < 32:
-        raise ImproperlyConfigured("Set JWT_SECRET_KEY to at least 32 random characters when DEBUG=0.")
+        raise ImproperlyConfigured(
+            "Set JWT_SECRET_KEY to at least 32 random characters (DEBUG=0 or real provider credentials)."
+        )
     if JWT_SECRET == SECRET_KEY:
         raise ImproperlyConfigured("JWT_SECRET_KEY must differ from SECRET_KEY.")
 
@@ -239,6 +244,9 @@ if _sandbox_env:
         raise ImproperlyConfigured("With DEBUG=0 the sandbox mounts only with SANDBOX=1.")
 else:
     SANDBOX = DEBUG and not WECHAT_MINIPROGRAM_SECRET
+if SANDBOX and not DEBUG and os.environ.get("WECHATPAY_MCH_ID"):
+    # The sandbox cashier pays any order without money: never next to a real merchant in production.
+    raise ImproperlyConfigured("SANDBOX=1 with DEBUG=0 and a real WECHATPAY_MCH_ID is refused.")
 if SANDBOX and not WECHAT_MINIPROGRAM_SECRET:
     # Fixed test credentials; real ones given in the environment are used instead.
     WECHAT_MINIPROGRAM_APPID = WECHAT_MINIPROGRAM_APPID or "wxsandbox000000001"
@@ -253,6 +261,10 @@ if SANDBOX and not WECHATPAY_MCH_ID:
 
 # Mounts /bench/bare, the baseline view of bench/ (off unless asked for).
 BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)
+
+if not DEBUG and not SANDBOX and not PUBLIC_BASE_URL.startswith("https://"):
+    # WeChat Pay v3 takes only https notify URLs, and providers must reach us from outside.
+    raise ImproperlyConfigured("Set PUBLIC_BASE_URL to this service's public https:// address when DEBUG=0.")
 
 # --- security -----------------------------------------------------------------
 SECURE_PROXY_SSL_HEADER = (

@@ -182,7 +182,8 @@ class CreateWechatPayOrder(graphene.Mutation):
             quantity=input["quantity"],
             trade_type=input["trade_type"].value,
             api_version=input["api_version"].value if input.get("api_version") else None,
-            client_ip=request.META.get("REMOTE_ADDR") or "127.0.0.1",
+            # WeChat Pay checks H5 payers' addresses: behind a proxy, the header it sets.
+            client_ip=request.META.get(settings.RATELIMIT_IP_META_KEY or "REMOTE_ADDR") or "127.0.0.1",
         )
         params = payment.pay_params
         return CreateWechatPayOrder(

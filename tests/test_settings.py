@@ -63,6 +63,7 @@ def _production(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
         "WECHAT_MINIPROGRAM_APPID": "wx0123456789abcdef",
         "WECHAT_MINIPROGRAM_SECRET": _secret(32),
+        "PUBLIC_BASE_URL": "https://api.example.com",
     }
     values.update(overrides)
     return _env(**values)
@@ -220,3 +221,22 @@ def test_debug_without_credentials_mounts_the_sandbox(tmp_path):
     resolved = _resolve_sandbox(env)
     assert resolved.returncode == 0, resolved.stderr
     assert resolved.stdout.split() == ["MOUNTED", "/sandbox/", "True"]
+
+
+def test_production_needs_an_https_public_base_url(tmp_path):
+    result = _check(_production(tmp_path, PUBLIC_BASE_URL="http://api.example.com"))
+    assert result.returncode != 0
+    assert "PUBLIC_BASE_URL" in result.stderr
+
+
+def test_real_credentials_refuse_the_dev_secrets_even_with_debug(tmp_path):
+    env = _env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", WECHATPAY_MCH_ID="1900000001")
+    result = _check(env)
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+def test_sandbox_next_to_a_real_merchant_in_production_is_refused(tmp_path):
+    result = _check(_production(tmp_path, SANDBOX="1", WECHATPAY_MCH_ID="1900000001"))
+    assert result.returncode != 0
+    assert "WECHATPAY_MCH_ID" in result.stderr

@@ -199,7 +199,7 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
         for _ in range(copies):
             try:
                 status, body = simulator.send_pay_notify(out_trade_no)
-            except OSError as exc:  # requests' errors are OSErrors: our notify URL did not answer
+            except (OSError, ValueError) as exc:  # our notify URL did not answer, or is not ours
                 return JsonResponse({"notified": False, "error": f"notify not delivered: {exc}"}, status=502)
             answers.append({"status": status, "body": body})
         return JsonResponse({"notified": True, "answer": answers[-1], "answers": answers})

@@ -173,3 +173,26 @@ def test_disabled_user_login_keeps_the_old_session_key(gql):
     User.objects.update(is_active=False)
     assert error_code(gql(LOGIN, {"code": "ivan:2"})) == "FORBIDDEN"
     assert WechatIdentity.objects.get().session_key == key
+
+
+@pytest.mark.postgres
+def test_auth_recovers_when_the_session_lost_its_prepared_statement(gql):
+    from django.db import connection
+
+    gql.login("pgbouncer")
+    assert gql(ME)["data"]["me"]["openid"]
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # what a pooler's DISCARD ALL does behind our back
+    assert gql(ME)["data"]["me"]["openid"]
+
+
+@pytest.mark.postgres
+def test_auth_accepts_a_session_that_already_has_the_statement(gql):
+    from django.db import connection
+
+    from accounts import selectors
+
+    gql.login("pooled")
+    assert gql(ME)["data"]["me"]["openid"]
+    selectors._prepared.discard(connection.connection)  # a pooled session we did not prepare ourselves
+    assert gql(ME)["data"]["me"]["openid"]
