@@ -398,6 +398,8 @@ def test_a_user_sees_only_their_own_orders_and_staff_see_all(gql, products, buye
     assert error_code(gql(ORDERS, {"first": 50})) == "UNAUTHENTICATED"
 
 
+# Outside a test transaction, as in production: no savepoints around the auth statement.
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("count", [5, 50])
 def test_orders_runs_a_constant_number_of_queries(gql, products, buyers, django_assert_max_num_queries, count):
     ann, _ = buyers
