@@ -4,8 +4,11 @@
 
 Per scenario it takes the median round (by req/s) for req/s and the median of the rounds' p99;
 ratios are median req/s over the bare view's median req/s. Exit status 1 when any answer of
-any phase (warm-up included) was wrong: not HTTP 200, a GraphQL `errors` key, no expected
-field, or a socket error or timeout.
+any phase (warm-up included) was wrong: not the expected HTTP status (200; 204 for notify_v3),
+a GraphQL `errors` key, no expected data, a socket error or timeout, or a notify scenario that
+ran out of fresh notifies; or when the database disagrees with the notify answers
+(WORKDIR/verify.txt, from bench/fixtures.py verify). The SQL statements per request come from
+WORKDIR/sql.txt (bench/fixtures.py setup).
 """
 
 from __future__ import annotations
@@ -15,9 +18,29 @@ import statistics
 import sys
 from pathlib import Path
 
-LABELS = {"bare": "bare view", "floor": "{__typename}", "me": "me query", "login": "wechatLogin"}
-TARGETS = {"me": 0.5, "login": 0.25}
-BAD_KEYS = ("non200", "gql_errors", "unexpected", "sock_connect", "sock_read", "sock_write", "sock_timeout")
+LABELS = {
+    "bare": "bare view",
+    "floor": "{__typename}",
+    "me": "me query",
+    "login": "wechatLogin",
+    "notify_v2": "v2 notify",
+    "notify_v3": "v3 notify",
+    "orders": "orders page",
+}
+TARGETS = {"me": 0.5, "login": 0.25, "notify_v2": 0.3, "notify_v3": 0.25, "orders": 0.15}
+# Besides the ratio: at most this many SQL statements per request (from sql.txt).
+SQL_TARGETS = {"orders": 4}
+SQL_KEYS = {"orders": "orders_queries", "notify_v2": "notify_v2_queries", "notify_v3": "notify_v3_queries"}
+BAD_KEYS = (
+    "bad_status",
+    "gql_errors",
+    "unexpected",
+    "exhausted",
+    "sock_connect",
+    "sock_read",
+    "sock_write",
+    "sock_timeout",
+)
 
 
 def fields(path: Path, prefix: str = "BENCH_RESULT ") -> dict[str, str]:
@@ -95,6 +118,7 @@ def main() -> int:
     print(head)
     print("-" * len(head))
     bare = summary.get("bare", {}).get("rps")
+    sql = fields(work / "sql.txt", prefix="")
     verdicts = []
     for mode in scenarios:
         s = summary.get(mode)
@@ -106,11 +130,17 @@ def main() -> int:
         verdict = ""
         if target is not None and ratio is not None:
             met = ratio >= target
+            goal, achieved = f"{target}x", f"{ratio:.2f}x of bare"
+            if mode in SQL_TARGETS:
+                count = sql.get(SQL_KEYS[mode])
+                met = met and count is not None and int(count) <= SQL_TARGETS[mode]
+                goal += f", <= {SQL_TARGETS[mode]} SQL"
+                achieved += f", {count if count is not None else '?'} SQL statements per request"
             word = "met" if met else "MISSED"
             if failed_modes & {mode, "bare"}:
                 word += " (not valid: some answers failed)"
-            verdict = f">= {target}x {word}"
-            verdicts.append(f"{LABELS[mode]} {ratio:.2f}x of bare (target {target}x): {word}")
+            verdict = f">= {goal} {word}"
+            verdicts.append(f"{LABELS[mode]} {achieved} (target {goal}): {word}")
         spread = f"({s['rps_min']:.0f}-{s['rps_max']:.0f})"
         print(
             f"{LABELS[mode]:<12} {s['rps']:>8.1f} {spread:>15} {s['p50']:>7.1f} {s['p99']:>7.1f} {s['p99_max']:>7.1f}"
@@ -166,6 +196,49 @@ def main() -> int:
                 + f" {estimate:>13} {max(float(c.get('foreign_cores', 0)) for c in rows):>20.2f}"
             )
 
+    if sql and any(m in SQL_KEYS for m in scenarios):
+        print()
+        print("SQL statements per request, BEGIN / SAVEPOINT / COMMIT included (bench/fixtures.py: the same request")
+        print(
+            "through the whole stack, in a process with the workers' settings, second request of a connection): "
+            + ", ".join(f"{m} {sql[SQL_KEYS[m]]}" for m in scenarios if SQL_KEYS.get(m) in sql)
+        )
+        if "orders" in scenarios and "orders_queries_first" in sql:
+            print(
+                f"(orders on a new connection: {sql['orders_queries_first']}, as the auth statement is PREPAREd once"
+                " per connection; statements in WORKDIR/sql-*.log)"
+            )
+    notify_modes = [m for m in scenarios if m.startswith("notify_")]
+    if notify_modes:
+        checks = {}
+        try:
+            for line in (work / "verify.txt").read_text(encoding="utf-8").splitlines():
+                if line.startswith("VERIFY "):
+                    got = dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
+                    checks[got.get("mode", "")] = got
+        except OSError:
+            pass
+        print()
+        print("database after the run, per order (warm-up included): every notify answered SUCCESS / 204 left its")
+        print("order PAID with one payment event, and no order without such an answer is PAID except notifies")
+        print("still in flight when wrk stopped (the server applied them; wrk no longer read the answer):")
+        for mode in notify_modes:
+            c = checks.get(mode)
+            if not c:
+                failed = True
+                problems.append(f"{mode}: no database check (verify.txt)")
+                print(f"  {LABELS[mode]}: not checked")
+                continue
+            print(
+                f"  {LABELS[mode]}: {c['paid']} orders PAID ({c['events']} APPLIED payment events)"
+                f" = {c['good']} successful answers + {c['inflight_paid']} of the {c['inflight']} notifies in"
+                f" flight when wrk stopped (sent, no answer read); {c['sent']} sent, {c['answered']} answered"
+                + ("" if c["ok"] == "1" else f"  MISMATCH: {c.get('problems', '')}")
+            )
+            if c["ok"] != "1":
+                failed = True
+                problems.append(f"{mode}: the database disagrees with the answers: {c}")
+
     foreign = max((float(c.get("foreign_cores", 0)) for rows in cpu.values() for c in rows if c), default=0.0)
     print()
     if foreign >= 0.25:
@@ -179,8 +252,8 @@ def main() -> int:
             print("  " + line)
     else:
         total = sum(s["good"] for s in summary.values())
-        print(f"checks: all {total} measured answers (and the warm-ups') were HTTP 200 with the expected data,")
-        print("        no GraphQL errors, no socket errors or timeouts.")
+        print(f"checks: all {total} measured answers (and the warm-ups') had the expected status (200; 204 for")
+        print("        notify_v3) and data, no GraphQL errors, no socket errors or timeouts, no notify sent twice.")
     return 1 if failed else 0
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Load benchmark: the bare Django view, the GraphQL `me` query and the `wechatLogin` mutation,
-# side by side in one run, against gunicorn (2 sync workers) on PostgreSQL + Redis.
+# Load benchmark: the bare Django view, the GraphQL `me` query, the `wechatLogin` mutation, WeChat Pay
+# v2 and v3 pay notifies and the `orders` page, side by side in one run, against gunicorn (2 sync
+# workers) on PostgreSQL + Redis.
 #
 #   bash bench/run.sh            (from the repository root; see bench/README.md)
 #
@@ -8,15 +9,19 @@
 #   BENCH_THREADS [1]  BENCH_CONNECTIONS [8]  BENCH_DURATION [10s]  wrk's -t -c -d, the same for every scenario
 #   BENCH_ROUNDS [3]        rounds of the scenarios back to back; the report gives the medians
 #   BENCH_WARMUP [5s]       warm-up per scenario, not measured
-#   BENCH_SCENARIOS ["bare floor me login"]: floor is `{ __typename }`, for information (no target)
+#   BENCH_SCENARIOS ["bare floor me login notify_v2 notify_v3 orders"]: floor is `{ __typename }`,
+#                           for information (no target)
 #   BENCH_LOGIN_USERS [0]   0: each login is a new user; N: logins of N returning users
+#   BENCH_NOTIFY_RATE_V2 [1200]  BENCH_NOTIFY_RATE_V3 [900]: fresh pending orders (and notifies)
+#                           prepared per second of each phase; a phase that runs out fails the run
 #   BENCH_PORT [a free one]   BENCH_DB [wxbackend_bench]
 #   BENCH_QUIET_WAIT [60]   before each round, wait up to this many seconds while other programs
 #                           keep the machine over 15% busy (0: never wait)
 #   BENCH_PROFILE=1         py-spy samples the workers in each measured scenario (needs py-spy)
 #   BENCH_KEEP_LOGS=1       keeps wrk's, gunicorn's and py-spy's output (the path is printed)
-# Exit status: 0 when every answer was right (HTTP 200, the expected data, no GraphQL errors, no
-# socket errors), 1 otherwise or when setup failed. Whether the targets are met is printed only.
+# Exit status: 0 when every answer was right (HTTP 200 / 204, the expected data, no GraphQL errors, no
+# socket errors, enough notifies) and the database agrees with the notify answers (PAID orders), 1
+# otherwise or when setup failed. Whether the targets are met is printed only.
 
 set -euo pipefail
 
@@ -31,7 +36,9 @@ DURATION="${BENCH_DURATION:-10s}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 WARMUP="${BENCH_WARMUP:-5s}"
 DB_NAME="${BENCH_DB:-wxbackend_bench}"
-SCENARIOS="${BENCH_SCENARIOS:-bare floor me login}"
+SCENARIOS="${BENCH_SCENARIOS:-bare floor me login notify_v2 notify_v3 orders}"
+NOTIFY_RATE_V2="${BENCH_NOTIFY_RATE_V2:-1200}"
+NOTIFY_RATE_V3="${BENCH_NOTIFY_RATE_V3:-900}"
 LOGIN_USERS="${BENCH_LOGIN_USERS:-0}"
 KEEP_LOGS="${BENCH_KEEP_LOGS:-0}"
 QUIET_WAIT="${BENCH_QUIET_WAIT:-60}"
@@ -50,10 +57,18 @@ die() { log "ERROR: $*"; exit 1; }
 case "$ROUNDS" in ''|*[!0-9]*) die "BENCH_ROUNDS must be a number" ;; esac
 case "$LOGIN_USERS" in ''|*[!0-9]*) die "BENCH_LOGIN_USERS must be a number" ;; esac
 case "$QUIET_WAIT" in ''|*[!0-9]*) die "BENCH_QUIET_WAIT must be a number of seconds" ;; esac
+case "$NOTIFY_RATE_V2$NOTIFY_RATE_V3" in ''|*[!0-9]*) die "BENCH_NOTIFY_RATE_V2/V3 must be numbers" ;; esac
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || die "BENCH_ROUNDS must be 1 to 20"
 for mode in $SCENARIOS; do
-    case "$mode" in bare|floor|me|login) ;; *) die "unknown scenario $mode (bare, floor, me, login)" ;; esac
+    case "$mode" in
+        bare|floor|me|login|notify_v2|notify_v3|orders) ;;
+        *) die "unknown scenario $mode (bare, floor, me, login, notify_v2, notify_v3, orders)" ;;
+    esac
 done
+has() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
+seconds() { # seconds 10s|2m|5 -> whole seconds, as wrk reads -d
+    awk -v d="$1" 'BEGIN { n = d + 0; if (d ~ /m$/) n *= 60; if (d ~ /h$/) n *= 3600; printf "%d", n }'
+}
 
 # --- prerequisites ------------------------------------------------------------------
 [ -x "$PY" ] || die "no $PY: create the venv first (make install)"
@@ -197,16 +212,24 @@ done
 [ "$healthy" = 1 ] || die "no healthy /healthz within 30 s"
 log "healthy: $(curl -sS --max-time 2 "$BASE/healthz")"
 
-# --- the token of `me`: one login, checked with one `me` ---------------------------------
+# --- tokens: one login, checked with one `me` ---------------------------------------------
 TOKEN=""
-new_token() { # new_token SUFFIX: logs in with a fresh code, sets TOKEN, checks `me` with it
-    local body answer me
+LOGIN_USER_ID=""
+login_as() { # login_as CODE: logs in with a sandbox code, sets TOKEN and LOGIN_USER_ID
+    local body answer
+    TOKEN="" LOGIN_USER_ID=""
     body='{"query":"mutation Login($code: String!) { wechatLogin(code: $code) { token user { id } } }",'
-    body+='"variables":{"code":"bme'"$RUN_ID-$1"'"}}'
+    body+='"variables":{"code":"'"$1"'"}}'
     answer="$(curl -sS --max-time 10 -H 'Content-Type: application/json' -d "$body" "$BASE/graphql/")" \
         || die "login request failed"
-    TOKEN="$(printf '%s' "$answer" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["data"]["wechatLogin"]["token"])' 2>/dev/null)" \
-        || die "login for the me token failed: $answer"
+    read -r TOKEN LOGIN_USER_ID < <(printf '%s' "$answer" | "$PY" -c \
+        'import json,sys; d=json.load(sys.stdin)["data"]["wechatLogin"]; print(d["token"], d["user"]["id"])' 2>/dev/null) \
+        || true
+    [ -n "$TOKEN" ] && [ -n "$LOGIN_USER_ID" ] || die "login with code $1 failed: $answer"
+}
+new_token() { # new_token SUFFIX: logs in with a fresh code (a new user), sets TOKEN, checks `me` with it
+    local me
+    login_as "bme$RUN_ID-$1"
     me="$(curl -sS --max-time 10 -H 'Content-Type: application/json' -H "Authorization: JWT $TOKEN" \
         -d '{"query":"{ me { id openid nickname } }"}' "$BASE/graphql/")" || die "me request failed"
     case "$me" in
@@ -214,20 +237,48 @@ new_token() { # new_token SUFFIX: logs in with a fresh code, sets TOKEN, checks 
         *) die "me query failed: $me" ;;
     esac
 }
+# The `orders` user: always the same sandbox user o<run id> (the part of a code before ':'), so
+# each login gives a fresh token of the user who owns the 60 orders bench/fixtures.py creates.
+orders_token() { login_as "o$RUN_ID:$1"; }
 new_token 0
 log "logged in once; me answers with the token"
 
+# --- data of the notify and orders scenarios (bench/fixtures.py) ----------------------------
+FIXTURES=("${APP_ENV[@]}" DJANGO_SETTINGS_MODULE=config.settings "$PY" "$ROOT/bench/fixtures.py")
+PHASES="warmup:$(seconds "$WARMUP")"
+for round in $(seq 1 "$ROUNDS"); do PHASES+=" r$round:$(seconds "$DURATION")"; done
+if has notify_v2 || has notify_v3 || has orders; then
+    orders_token 0
+    log "preparing: 60 orders of the orders user (id $LOGIN_USER_ID); pending orders and notifies for [$PHASES]"
+    timeout 600 "${FIXTURES[@]}" setup "$WORK" "$RUN_ID" "$LOGIN_USER_ID" "$TOKEN" "$PHASES" \
+        "$(has notify_v2 && echo "$NOTIFY_RATE_V2" || echo 0)" "$(has notify_v3 && echo "$NOTIFY_RATE_V3" || echo 0)" \
+        2>&3 || die "bench/fixtures.py setup failed"
+fi
+
+# prepare_phase MODE PHASE: what a scenario needs just before it runs (not measured).
+prepare_phase() {
+    case "$1" in
+        me) new_token "$2" ;;  # a fresh token for each run: the 10-minute expiry never bites
+        orders) orders_token "$2" ;;
+        # v3 notifies carry a timestamp the server checks (+-5 min): signed right before they are sent.
+        notify_v3) timeout 300 "${FIXTURES[@]}" sign "$WORK" "$2" 2>&3 || die "signing the v3 notifies failed" ;;
+    esac
+}
+
 # --- scenarios ----------------------------------------------------------------------
-# run_wrk MODE DURATION OUTFILE CODEPREFIX: wrk's output goes to OUTFILE.
+# run_wrk MODE DURATION OUTFILE PHASE: wrk's output goes to OUTFILE.
 run_wrk() {
-    local mode="$1" duration="$2" out="$3" url="$BASE/graphql/"
-    [ "$mode" = bare ] && url="$BASE/bench/bare"
-    # A fresh token for each `me` run, so a long run never meets the 10-minute expiry.
-    [ "$mode" = me ] && new_token "$4"
+    local mode="$1" duration="$2" out="$3" phase="$4" url="$BASE/graphql/"
+    case "$mode" in
+        bare) url="$BASE/bench/bare" ;;
+        notify_v2) url="$BASE/notify/wechatpay/v2/" ;;
+        notify_v3) url="$BASE/notify/wechatpay/v3/" ;;
+    esac
     # wrk stops by itself after DURATION; the timeout is a safety net.
     # `time` records wrk's own CPU (user and system seconds) for the CPU table.
     local TIMEFORMAT='%U %S' status=0
-    { time BENCH_MODE="$mode" BENCH_TOKEN="$TOKEN" BENCH_RUN="$RUN_ID$4" BENCH_LOGIN_USERS="$LOGIN_USERS" \
+    { time BENCH_MODE="$mode" BENCH_TOKEN="$TOKEN" BENCH_RUN="$RUN_ID$phase" BENCH_LOGIN_USERS="$LOGIN_USERS" \
+        BENCH_DATA="$WORK/$mode-$phase.lines" BENCH_IDS="$out.ids" BENCH_THREADS="$THREADS" \
         timeout 600 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --timeout 5s --latency \
         -s "$ROOT/bench/wrk.lua" "$url" >"$out" 2>&1; } 2>"$out.time" || status=$?
     [ "$status" = 0 ] || { cat "$out" "$out.time" >&3; die "wrk failed for $mode"; }
@@ -239,7 +290,8 @@ field() { # field NAME FILE -> NAME's value on the BENCH_RESULT line
 
 log "warm-up: $WARMUP per scenario (wrk -t$THREADS -c$CONNECTIONS)"
 for mode in $SCENARIOS; do
-    run_wrk "$mode" "$WARMUP" "$WORK/warmup-$mode.txt" w
+    prepare_phase "$mode" warmup
+    run_wrk "$mode" "$WARMUP" "$WORK/warmup-$mode.txt" warmup
     log "  warm-up $mode: $(field rps "$WORK/warmup-$mode.txt") req/s"
 done
 
@@ -266,6 +318,7 @@ for round in $(seq 1 "$ROUNDS"); do
         || log "warning: ANALYZE failed"
     for mode in $SCENARIOS; do
         out="$WORK/r$round-$mode"
+        prepare_phase "$mode" "r$round"
         spy_pid=""
         if [ -n "$PYSPY" ]; then
             # Both workers, on-CPU samples, 100 Hz; raw collapsed stacks for bench/profile_summary.py.
@@ -289,6 +342,13 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 if [ -n "$PYSPY" ]; then
     log "profiles: $WORK/r*-*.profile; e.g. .venv/bin/python bench/profile_summary.py $WORK/r1-me.profile"
+fi
+
+# --- the database against the notify answers -------------------------------------------------
+if has notify_v2 || has notify_v3; then
+    sleep 1  # the last notifies in flight when wrk stopped are still being applied
+    timeout 120 "${FIXTURES[@]}" verify "$WORK" "$PHASES" "$SCENARIOS" "$RUN_ID" >"$WORK/verify.txt" 2>&3 \
+        || log "the database disagrees with the notify answers (see the report)"
 fi
 
 # --- report -------------------------------------------------------------------------

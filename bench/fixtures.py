@@ -1,0 +1,485 @@
+"""Data of the notify and orders scenarios of bench/run.sh: orders, signed notifies, SQL counts, checks.
+
+Run by run.sh with exactly the gunicorn workers' environment (the same DATABASE_URL, REDIS_URL,
+CACHE_KEY_PREFIX, SECRET_KEY, JWT_SECRET_KEY, SANDBOX=1), so it sees the same database and the
+same sandbox keys (shared through the cache key "sbx:wxp:keys", see config/providers.py):
+
+    fixtures.py setup WORK RUN_ID ORDERS_USER_ID TOKEN "PHASES" V2_PER_SECOND V3_PER_SECOND
+        PHASES is "warmup:5 r1:10 r2:10 ..." (phase:seconds). Creates the products, 60 orders of
+        the `orders` user (whose TOKEN it is), and per phase ceil(rate x seconds) PENDING orders
+        of a notify-only user for each version with a rate > 0 (out_trade_no B2<run><phase><n> and
+        B3<run><phase><n>); writes WORK/notify_v2-PHASE.lines (one notify a line: out_trade_no TAB
+        the signed XML body, built as providers/sandbox/wechatpay.py WechatPaySimulator.pay_notify
+        builds it) and WORK/notify_v3-PHASE.orders (what `sign` needs). Then measures the SQL statements of one
+        `orders` request, one v2 and one v3 notify (Django's test client through the whole stack,
+        CaptureQueriesContext) and writes them to WORK/sql.txt (+ WORK/sql-*.log).
+    fixtures.py sign WORK PHASE [COUNT]
+        Builds and signs the v3 TRANSACTION.SUCCESS notifies of PHASE now (Wechatpay-Timestamp is
+        checked against the server's clock, +-5 min): WORK/notify_v3-PHASE.lines, one notify a
+        line: out_trade_no TAB timestamp TAB nonce TAB signature TAB serial TAB body. COUNT: only
+        the first COUNT.
+    fixtures.py verify WORK "PHASES" "MODES" RUN_ID
+        After the run, per notify scenario: the PAID orders and their payment events against the
+        answers wrk read (WORK/PHASE-MODE.txt.ids: which out_trade_no got a good answer, a bad one,
+        or none before wrk stopped). Every well-answered order must be PAID, no badly answered or
+        unsent one may be, and PAID ones without an answer must be among those in flight when wrk
+        stopped. Prints key=value lines for report.py; exit status 1 when they disagree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from accounts.models import User  # noqa: E402
+from config import providers  # noqa: E402
+from payments.models import Order, PaymentEvent, Product  # noqa: E402
+from providers.wechatpay import v2, v3  # noqa: E402
+from providers.wechatpay.types import CHINA  # noqa: E402
+
+ORDERS_QUERY = "{ orders(first: 50) { edges { node { outTradeNo status amount product { sku } } } } }"
+V2_OK = b"<return_code><![CDATA[SUCCESS]]></return_code>"
+PRICE = 990
+ORDERS_OF_USER = 60
+PHASE_TAGS = {"warmup": "w00", "probe": "q00"}
+
+
+def _tag(phase: str) -> str:
+    """Three characters, so no phase's numbers are a prefix of another's: w00, q00, r01, r02, ..."""
+    return PHASE_TAGS.get(phase) or f"r{int(phase[1:]):02d}"
+
+
+def out_trade_no(version: str, run: str, phase: str, n: int) -> str:
+    return f"B{version[-1]}{run}{_tag(phase)}{n:06d}"  # e.g. B2a1b2c3d4r01000042: <= 32 characters
+
+
+def _phases(text: str) -> list[tuple[str, float]]:
+    out = []
+    for part in text.split():
+        name, _, seconds = part.partition(":")
+        out.append((name, float(seconds or 0)))
+    return out
+
+
+def _now_china() -> dt.datetime:
+    return dt.datetime.now(CHINA).replace(microsecond=0)
+
+
+# --- notifies, built as the sandbox builds them (providers/sandbox/wechatpay.py) -------------------
+
+
+def _transaction_id(order_no: str) -> str:
+    # The simulator's form is "4200" + date + 14 random hex; here unique by construction, not by chance.
+    return "4200" + _now_china().strftime("%Y%m%d") + order_no
+
+
+def v2_notify(order_no: str, amount: int, sign_type: str) -> bytes:
+    """WechatPaySimulator.pay_notify for a paid V2 JSAPI order: flat XML signed with the API key."""
+    params = {
+        "return_code": "SUCCESS",
+        "result_code": "SUCCESS",
+        "appid": settings.WECHATPAY_APPID,
+        "mch_id": settings.WECHATPAY_MCH_ID,
+        "nonce_str": v2.nonce(),
+        "bank_type": "OTHERS",
+        "is_subscribe": "N",
+        "out_trade_no": order_no,
+        "total_fee": amount,
+        "trade_type": "JSAPI",
+        "openid": "o-sandbox-payer",
+        "fee_type": "CNY",
+        "cash_fee": amount,
+        "transaction_id": _transaction_id(order_no),
+        "time_end": _now_china().strftime("%Y%m%d%H%M%S"),
+    }
+    params["sign"] = v2.sign(params, settings.WECHATPAY_API_KEY, sign_type)
+    return v2.to_xml(params)
+
+
+def v3_notify_body(order_no: str, amount: int) -> str:
+    """The JSON body of WechatPaySimulator.pay_notify for a paid V3 JSAPI order (resource AES-GCM)."""
+    resource = {
+        "appid": settings.WECHATPAY_APPID,
+        "mchid": settings.WECHATPAY_MCH_ID,
+        "out_trade_no": order_no,
+        "trade_state": "SUCCESS",
+        "trade_state_desc": "SUCCESS",
+        "trade_type": "JSAPI",
+        "amount": {"total": amount, "currency": "CNY", "payer_total": amount, "payer_currency": "CNY"},
+        "transaction_id": _transaction_id(order_no),
+        "success_time": _now_china().isoformat(),
+        "payer": {"openid": "o-sandbox-payer"},
+        "bank_type": "OTHERS",
+    }
+    nonce = secrets.token_hex(6)
+    plaintext = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+    envelope = {
+        "id": secrets.token_hex(16),
+        "create_time": _now_china().isoformat(),
+        "resource_type": "encrypt-resource",
+        "event_type": "TRANSACTION.SUCCESS",
+        "summary": "支付成功",
+        "resource": {
+            "original_type": "transaction",
+            "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": v3.encrypt_resource(settings.WECHATPAY_API_V3_KEY, nonce, plaintext, "transaction"),
+            "associated_data": "transaction",
+            "nonce": nonce,
+        },
+    }
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
+
+
+_SIGNER = None
+
+
+def _signer_init(pem: str) -> None:
+    global _SIGNER
+    from Crypto.PublicKey import RSA
+    from Crypto.Signature import pkcs1_15
+
+    # v3.sign_message imports the key on every call (~12 ms); imported once it is ~0.8 ms a signature.
+    _SIGNER = pkcs1_15.new(RSA.import_key(pem))
+
+
+def _v3_line(item: tuple[str, int]) -> str:
+    """out_trade_no TAB timestamp TAB nonce TAB signature TAB serial TAB body (as v3_signed_headers signs)."""
+    import base64
+
+    from Crypto.Hash import SHA256
+
+    order_no, amount = item
+    body = v3_notify_body(order_no, amount)
+    timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
+    assert _SIGNER is not None
+    signature = base64.b64encode(_SIGNER.sign(SHA256.new(f"{timestamp}\n{nonce}\n{body}\n".encode()))).decode()
+    return "\t".join((order_no, timestamp, nonce, signature, settings.WECHATPAY_PUBLIC_KEY_ID, body))
+
+
+def _platform_key() -> str:
+    return providers._wechatpay_sandbox_keys()[1]
+
+
+def v3_headers(line: str) -> tuple[dict[str, str], bytes]:
+    _, timestamp, nonce, signature, serial, body = line.split("\t", 5)
+    headers = {
+        "Wechatpay-Timestamp": timestamp,
+        "Wechatpay-Nonce": nonce,
+        "Wechatpay-Signature": signature,
+        "Wechatpay-Serial": serial,
+        "Content-Type": "application/json",
+    }
+    return headers, body.encode("utf-8")
+
+
+# --- setup --------------------------------------------------------------------------------------
+
+
+def _create_orders(user: User, product: Product, version: str, numbers: list[str], **extra: object) -> None:
+    expires = timezone.now() + dt.timedelta(days=1)
+    rows = [
+        Order(
+            out_trade_no=number,
+            user=user,
+            product=product,
+            quantity=1,
+            amount=product.price,
+            provider=Order.Provider.WECHATPAY,
+            api_version=version,
+            trade_type=Order.TradeType.JSAPI,
+            sign_type=settings.WECHATPAY_V2_SIGN_TYPE if version == "V2" else "RSA",
+            expires_at=expires,
+            **extra,
+        )
+        for number in numbers
+    ]
+    Order.objects.bulk_create(rows, batch_size=2000)
+
+
+def _orders_of_user(user: User, run: str) -> None:
+    """60 orders of the `orders` user: two products, both versions, pending, paid and closed."""
+    a, _ = Product.objects.get_or_create(sku="bench-a", defaults={"title": "Bench A", "price": PRICE})
+    b, _ = Product.objects.get_or_create(sku="bench-b", defaults={"title": "Bench B", "price": 2 * PRICE})
+    now = timezone.now()
+    rows = []
+    for n in range(ORDERS_OF_USER):
+        product = (a, b)[n % 2]
+        status = (Order.Status.PENDING, Order.Status.PAID, Order.Status.CLOSED)[n % 3]
+        rows.append(
+            Order(
+                out_trade_no=f"BO{run}{n:06d}",
+                user=user,
+                product=product,
+                quantity=1 + n % 3,
+                amount=product.price * (1 + n % 3),
+                provider=Order.Provider.WECHATPAY,
+                api_version=("V2", "V3")[n % 2],
+                trade_type=Order.TradeType.JSAPI,
+                sign_type="RSA" if n % 2 else settings.WECHATPAY_V2_SIGN_TYPE,
+                status=status,
+                transaction_id=f"4200BO{run}{n:06d}" if status == Order.Status.PAID else None,
+                paid_at=now if status == Order.Status.PAID else None,
+                closed_at=now if status == Order.Status.CLOSED else None,
+                expires_at=now + dt.timedelta(days=1),
+            )
+        )
+    Order.objects.bulk_create(rows)
+
+
+def _capture(work: Path, name: str, send: Callable[[], Any]) -> tuple[int, Any]:
+    with CaptureQueriesContext(connection) as ctx:
+        response = send()
+    with open(work / f"sql-{name}.log", "a", encoding="utf-8") as fh:
+        fh.write(f"-- {name}: {len(ctx.captured_queries)} statements, HTTP {response.status_code}\n")
+        for q in ctx.captured_queries:
+            fh.write(q["sql"] + "\n")
+    return len(ctx.captured_queries), response
+
+
+def _probe(work: Path, run: str, token: str, notify_user: User, product: Product) -> dict[str, str]:
+    """SQL statements per request, through the whole stack (middleware, view), as a worker runs them.
+
+    Each request is sent twice in this process: the first also pays one-time costs of a new
+    connection (the auth statement is PREPAREd once per connection); the second is what a warm
+    worker does on every request, and is the figure reported.
+    """
+    client = Client(HTTP_HOST="127.0.0.1")
+    out: dict[str, str] = {}
+
+    def orders() -> Any:
+        return client.post(
+            "/graphql/",
+            data=json.dumps({"query": ORDERS_QUERY}),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"JWT {token}",
+        )
+
+    counts = []
+    for _ in range(2):
+        count, response = _capture(work, "orders", orders)
+        data = json.loads(response.content)
+        edges = (data.get("data") or {}).get("orders", {}).get("edges", []) if isinstance(data, dict) else []
+        if response.status_code != 200 or "errors" in data or len(edges) != 50:
+            raise SystemExit(f"orders probe failed: HTTP {response.status_code} {response.content[:300]!r}")
+        counts.append(count)
+    out["orders_queries"], out["orders_queries_first"] = str(counts[1]), str(counts[0])
+
+    numbers = {ver: [out_trade_no(ver, run, "probe", n) for n in range(2)] for ver in ("V2", "V3")}
+    for ver, nums in numbers.items():
+        _create_orders(notify_user, product, ver, nums)
+    counts = []
+    for number in numbers["V2"]:
+        body = v2_notify(number, product.price, settings.WECHATPAY_V2_SIGN_TYPE)
+        count, response = _capture(
+            work, "notify_v2", lambda body=body: client.post("/notify/wechatpay/v2/", body, content_type="text/xml")
+        )
+        if response.status_code != 200 or V2_OK not in response.content:
+            raise SystemExit(f"v2 notify probe failed: HTTP {response.status_code} {response.content[:300]!r}")
+        counts.append(count)
+    out["notify_v2_queries"] = str(counts[1])
+    counts = []
+    _signer_init(_platform_key())
+    for number in numbers["V3"]:
+        headers, body = v3_headers(_v3_line((number, product.price)))
+        extra = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items() if k != "Content-Type"}
+        count, response = _capture(
+            work,
+            "notify_v3",
+            lambda body=body, extra=extra: client.post(
+                "/notify/wechatpay/v3/", body, content_type="application/json", **extra
+            ),
+        )
+        if response.status_code != 204:
+            raise SystemExit(f"v3 notify probe failed: HTTP {response.status_code} {response.content[:300]!r}")
+        counts.append(count)
+    out["notify_v3_queries"] = str(counts[1])
+    paid = Order.objects.filter(out_trade_no__in=numbers["V2"] + numbers["V3"], status=Order.Status.PAID).count()
+    if paid != 4:
+        raise SystemExit(f"probe: {paid} of 4 probe orders are PAID after their notifies")
+    return out
+
+
+def setup(work: Path, run: str, orders_user_id: int, token: str, phases: str, v2_rate: float, v3_rate: float) -> None:
+    started = time.monotonic()
+    user = User.objects.get(pk=orders_user_id)
+    _orders_of_user(user, run)
+    product = Product.objects.get(sku="bench-a")
+    notify_user = User(username=f"bench_notify_{run}")
+    notify_user.set_unusable_password()
+    notify_user.save()
+    created = 0
+    for phase, seconds in _phases(phases):
+        for version, rate in (("V2", v2_rate), ("V3", v3_rate)):
+            if rate <= 0:
+                continue
+            count = math.ceil(rate * seconds)
+            numbers = [out_trade_no(version, run, phase, n) for n in range(count)]
+            with transaction.atomic():
+                _create_orders(notify_user, product, version, numbers)
+            created += count
+            if version == "V2":
+                sign_type = settings.WECHATPAY_V2_SIGN_TYPE
+                with open(work / f"notify_v2-{phase}.lines", "wb") as fh:
+                    for number in numbers:
+                        body = v2_notify(number, product.price, sign_type)
+                        assert b"\n" not in body and b"\t" not in body
+                        fh.write(number.encode() + b"\t" + body + b"\n")
+            else:
+                with open(work / f"notify_v3-{phase}.orders", "w", encoding="utf-8") as fh:
+                    fh.writelines(f"{number}\t{product.price}\n" for number in numbers)
+    out = _probe(work, run, token, notify_user, product)
+    out["notify_orders_created"] = str(created)
+    (work / "sql.txt").write_text(" ".join(f"{k}={v}" for k, v in out.items()) + "\n", encoding="utf-8")
+    print(
+        f"[bench] fixtures: {ORDERS_OF_USER} orders of the orders user, {created} pending notify orders; "
+        f"SQL per request: {out['orders_queries']} (orders), {out['notify_v2_queries']} (v2 notify), "
+        f"{out['notify_v3_queries']} (v3 notify); {time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
+
+
+def sign(work: Path, phase: str, limit: int | None) -> None:
+    started = time.monotonic()
+    items = []
+    with open(work / f"notify_v3-{phase}.orders", encoding="utf-8") as fh:
+        for line in fh:
+            number, amount = line.split()
+            items.append((number, int(amount)))
+    if limit is not None:
+        items = items[:limit]
+    pem = _platform_key()
+    workers = min(os.cpu_count() or 1, 4)
+    if len(items) >= 1000 and workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers, _signer_init, (pem,)) as pool:
+            lines = pool.map(_v3_line, items, chunksize=256)
+    else:
+        _signer_init(pem)
+        lines = [_v3_line(item) for item in items]
+    with open(work / f"notify_v3-{phase}.lines", "w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line + "\n")
+    # The first one, checked here as the server will check it (signature, serial, clock, resource).
+    headers, body = v3_headers(lines[0])
+    notify = providers.wechatpay("V3").parse_notify(headers, body)  # type: ignore[union-attr]
+    assert notify.trade is not None and notify.trade.out_trade_no == items[0][0]
+    print(
+        f"[bench] signed {len(lines)} v3 notifies for {phase} in {time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
+
+
+# --- verify ------------------------------------------------------------------------------------
+
+
+def _wrk_fields(path: Path) -> dict[str, str]:
+    try:
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("BENCH_RESULT "):
+                return dict(part.split("=", 1) for part in line.split() if "=" in part)
+    except OSError:
+        pass
+    return {}
+
+
+def _answers(path: Path) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {"ok": set(), "bad": set(), "inflight": set()}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            kind, _, number = line.strip().partition(" ")
+            out[kind].add(number)
+    return out
+
+
+def verify(work: Path, phases: str, modes: str, run: str) -> int:
+    status = 0
+    for mode in modes.split():
+        if mode not in ("notify_v2", "notify_v3"):
+            continue
+        version = "V2" if mode == "notify_v2" else "V3"
+        totals = dict.fromkeys(("good", "answered", "sent", "paid", "events", "inflight", "inflight_paid"), 0)
+        problems: list[str] = []
+        for phase, _ in _phases(phases):
+            wrk = _wrk_fields(work / f"{phase}-{mode}.txt")
+            try:
+                answers = _answers(work / f"{phase}-{mode}.txt.ids")
+            except OSError:
+                problems.append(f"{phase}: no answers file")
+                continue
+            prefix = f"B{version[-1]}{run}{_tag(phase)}"
+            paid = set(
+                Order.objects.filter(out_trade_no__startswith=prefix, status=Order.Status.PAID).values_list(
+                    "out_trade_no", flat=True
+                )
+            )
+            events = PaymentEvent.objects.filter(
+                order__out_trade_no__startswith=prefix, kind="TRANSACTION.SUCCESS", outcome="APPLIED"
+            ).count()
+            ok, bad, inflight = answers["ok"], answers["bad"], answers["inflight"]
+            answered = len(ok) + len(bad) + int(wrk.get("script_checks", 0))
+            if len(ok) != int(wrk.get("good", -1)) or answered != int(wrk.get("requests", -1)):
+                problems.append(f"{phase}: the answers file does not match wrk's counts")
+            if ok - paid:
+                problems.append(f"{phase}: {len(ok - paid)} well-answered notifies left their order unpaid")
+            if paid & bad:
+                problems.append(f"{phase}: {len(paid & bad)} orders PAID although their notify was refused")
+            if paid - ok - inflight:
+                problems.append(f"{phase}: {len(paid - ok - inflight)} orders PAID that no sent notify explains")
+            if events != len(paid):
+                problems.append(f"{phase}: {events} payment events for {len(paid)} PAID orders")
+            totals["good"] += len(ok)
+            totals["answered"] += len(ok) + len(bad)
+            totals["sent"] += int(wrk.get("issued", 0))
+            totals["paid"] += len(paid)
+            totals["events"] += events
+            totals["inflight"] += len(inflight)
+            totals["inflight_paid"] += len(paid & inflight)
+        ok_flag = int(not problems)
+        status |= 0 if ok_flag else 1
+        print(
+            f"VERIFY mode={mode} ok={ok_flag} "
+            + " ".join(f"{k}={v}" for k, v in totals.items())
+            + (" problems=" + ";".join(p.replace(" ", "_") for p in problems) if problems else "")
+        )
+    return status
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    if len(args) == 8 and args[0] == "setup":
+        setup(Path(args[1]), args[2], int(args[3]), args[4], args[5], float(args[6]), float(args[7]))
+        return 0
+    if len(args) in (3, 4) and args[0] == "sign":
+        sign(Path(args[1]), args[2], int(args[3]) if len(args) == 4 and args[3] else None)
+        return 0
+    if len(args) == 5 and args[0] == "verify":
+        return verify(Path(args[1]), args[2], args[3], args[4])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
