@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import secrets
 import time
 
@@ -52,13 +53,19 @@ def authorization(
     )
 
 
+@functools.lru_cache(maxsize=32)
+def _public_key(public_key_pem: str) -> RSA.RsaKey:
+    """Parsing a PEM costs more than verifying with it; there are only a few platform keys."""
+    return RSA.import_key(public_key_pem)
+
+
 def verify_signature(public_key_pem: str, timestamp: str, nonce_str: str, body: str, signature: str) -> bool:
     """Verifies `timestamp\\nnonce\\nbody\\n` (the raw body) against the Wechatpay-Signature header."""
     if not signature or signature.startswith(SIGNTEST_PREFIX):
         return False
     try:
         raw_signature = base64.b64decode(signature, validate=True)
-        key = RSA.import_key(public_key_pem)
+        key = _public_key(public_key_pem)
     except (binascii.Error, ValueError, IndexError, TypeError):
         return False
     digest = SHA256.new(f"{timestamp}\n{nonce_str}\n{body}\n".encode())
