@@ -91,9 +91,14 @@ def parse_xml(body: bytes) -> dict[str, str]:
         doc = xmltodict.parse(body, disable_entities=True)
     except (ExpatError, ValueError) as exc:
         raise XmlError("malformed XML") from exc
-    root = doc.get("xml") if isinstance(doc, dict) else None
+    return _flat(doc, "xml")
+
+
+def _flat(doc: Any, root_name: str) -> dict[str, str]:
+    """The children of <root_name> as strings; nested or repeated elements are refused."""
+    root = doc.get(root_name) if isinstance(doc, dict) else None
     if not isinstance(root, dict):
-        raise XmlError("expected a flat <xml> document")
+        raise XmlError(f"expected a flat <{root_name}> document")
     flat = {}
     for name, value in root.items():
         if isinstance(value, (dict, list)):
@@ -113,10 +118,6 @@ def decrypt_refund_info(req_info: str, key: str) -> dict[str, str]:
     aes_key = hashlib.md5(key.encode("utf-8"), usedforsecurity=False).hexdigest().encode()  # noqa: S324
     plain = pkcs7_unpad(AES.new(aes_key, AES.MODE_ECB).decrypt(data))  # noqa: S305 (the protocol)
     try:
-        doc = xmltodict.parse(plain, disable_entities=True)
-    except (ExpatError, ValueError) as exc:
-        raise DecryptError("req_info is not XML") from exc
-    root = doc.get("root") if isinstance(doc, dict) else None
-    if not isinstance(root, dict):
-        raise DecryptError("req_info has no <root>")
-    return {k: "" if v is None else str(v) for k, v in root.items() if not isinstance(v, (dict, list))}
+        return _flat(xmltodict.parse(plain, disable_entities=True), "root")
+    except (ExpatError, ValueError) as exc:  # XmlError is a ValueError
+        raise DecryptError("req_info is not a flat <root> XML document") from exc

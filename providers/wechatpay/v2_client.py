@@ -219,8 +219,8 @@ class WechatPayV2Client:
         return params
 
     # --- notifies ----------------------------------------------------------
-    def parse_pay_notify(self, body: bytes, sign_type: str) -> Notify:
-        """Verifies a pay notify with the sign type the order was placed with."""
+    def _notify_fields(self, body: bytes) -> dict[str, str]:
+        """The notify's fields, unverified: callers verify before trusting any of them."""
         if len(self.config.api_key) != 32:
             raise InvalidNotify("WeChat Pay v2 is not configured")
         try:
@@ -229,6 +229,11 @@ class WechatPayV2Client:
             raise InvalidNotify(str(exc)) from exc
         if data.get("return_code") != "SUCCESS":
             raise InvalidNotify("return_code is not SUCCESS")
+        return data
+
+    def parse_pay_notify(self, body: bytes, sign_type: str) -> Notify:
+        """Verifies a pay notify with the sign type the order was placed with."""
+        data = self._notify_fields(body)
         # Verified with the order's sign type; a notify naming another one is refused, not obeyed.
         if data.get("sign_type", sign_type) != sign_type or not v2.verify(data, self.config.api_key, sign_type):
             raise InvalidNotify("signature does not verify")
@@ -238,14 +243,7 @@ class WechatPayV2Client:
         return Notify(event_id=f"pay:{trade.transaction_id or trade.out_trade_no}", trade=trade)
 
     def parse_refund_notify(self, body: bytes) -> Notify:
-        if len(self.config.api_key) != 32:
-            raise InvalidNotify("WeChat Pay v2 is not configured")
-        try:
-            data = v2.parse_xml(body)
-        except v2.XmlError as exc:
-            raise InvalidNotify(str(exc)) from exc
-        if data.get("return_code") != "SUCCESS":
-            raise InvalidNotify("return_code is not SUCCESS")
+        data = self._notify_fields(body)
         self._check_ids(data)
         try:
             info = v2.decrypt_refund_info(data.get("req_info", ""), self.config.api_key)
