@@ -56,7 +56,8 @@ from django.utils import timezone  # noqa: E402
 from accounts.models import User  # noqa: E402
 from config import providers  # noqa: E402
 from payments.models import Order, PaymentEvent, Product  # noqa: E402
-from providers.wechatpay import v2, v3  # noqa: E402
+from providers.sandbox.wechatpay import v3_notify_body as sandbox_v3_notify_body  # noqa: E402
+from providers.wechatpay import v2  # noqa: E402
 from providers.wechatpay.types import CHINA  # noqa: E402
 
 ORDERS_QUERY = "{ orders(first: 50) { edges { node { outTradeNo status amount product { sku } } } } }"
@@ -133,23 +134,7 @@ def v3_notify_body(order_no: str, amount: int) -> str:
         "payer": {"openid": "o-sandbox-payer"},
         "bank_type": "OTHERS",
     }
-    nonce = secrets.token_hex(6)
-    plaintext = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
-    envelope = {
-        "id": secrets.token_hex(16),
-        "create_time": _now_china().isoformat(),
-        "resource_type": "encrypt-resource",
-        "event_type": "TRANSACTION.SUCCESS",
-        "summary": "支付成功",
-        "resource": {
-            "original_type": "transaction",
-            "algorithm": "AEAD_AES_256_GCM",
-            "ciphertext": v3.encrypt_resource(settings.WECHATPAY_API_V3_KEY, nonce, plaintext, "transaction"),
-            "associated_data": "transaction",
-            "nonce": nonce,
-        },
-    }
-    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
+    return sandbox_v3_notify_body(settings.WECHATPAY_API_V3_KEY, "TRANSACTION.SUCCESS", "transaction", resource)
 
 
 _SIGNER = None

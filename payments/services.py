@@ -378,6 +378,18 @@ def _close_at_provider(order: Order) -> None:
     order.refresh_from_db()
 
 
+def _request_refund(refund: Refund, order: Order) -> RefundState:
+    """Asks the provider for `refund`; repeating it with the same out_refund_no is safe."""
+    return providers.wechatpay(order.api_version).refund(
+        out_trade_no=order.out_trade_no,
+        out_refund_no=refund.out_refund_no,
+        total=order.amount,
+        amount=refund.amount,
+        reason=refund.reason,
+        notify_url=providers.notify_url("wechatpay_v2_refund" if order.api_version == "V2" else "wechatpay_v3"),
+    )
+
+
 def refund_order(*, staff: User, out_trade_no: str, amount: int, reason: str) -> Refund:
     reason = (reason or "").strip()
     if len(reason) > 80:
@@ -403,16 +415,8 @@ def refund_order(*, staff: User, out_trade_no: str, amount: int, reason: str) ->
             reason=reason,
             requested_by=staff,
         )
-    client = providers.wechatpay(order.api_version)
     try:
-        state = client.refund(
-            out_trade_no=order.out_trade_no,
-            out_refund_no=refund.out_refund_no,
-            total=order.amount,
-            amount=amount,
-            reason=reason,
-            notify_url=providers.notify_url("wechatpay_v2_refund" if order.api_version == "V2" else "wechatpay_v3"),
-        )
+        state = _request_refund(refund, order)
     except ProviderUnavailable as exc:
         # Stays PROCESSING: the same out_refund_no is safe to retry, and reconciliation asks later.
         raise _provider_failure(exc, what=f"refund {refund.out_refund_no}") from exc
@@ -462,16 +466,7 @@ def _reconcile_refund(refund: Refund, report: ReconcileReport) -> None:
         if exc.errcode not in NOT_FOUND:
             raise
         # Our request never reached WeChat Pay: send it again, same out_refund_no, same amount.
-        state = client.refund(
-            out_trade_no=refund.order.out_trade_no,
-            out_refund_no=refund.out_refund_no,
-            total=refund.order.amount,
-            amount=refund.amount,
-            reason=refund.reason,
-            notify_url=providers.notify_url(
-                "wechatpay_v2_refund" if refund.order.api_version == "V2" else "wechatpay_v3"
-            ),
-        )
+        state = _request_refund(refund, refund.order)
         logger.warning("refund %s was not at WeChat Pay; sent again", refund.out_refund_no)
     if apply_refund(state, source=PaymentEvent.Source.QUERY) == Outcome.APPLIED:
         report.refunds += 1

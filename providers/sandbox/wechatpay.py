@@ -558,23 +558,7 @@ class WechatPaySimulator:
         return refund["notify_url"], *self._v3_notify(event, "refund", body)
 
     def _v3_notify(self, event_type: str, kind: str, resource: dict[str, Any]) -> tuple[dict[str, str], bytes]:
-        nonce = secrets.token_hex(6)
-        plaintext = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
-        envelope = {
-            "id": secrets.token_hex(16),
-            "create_time": _now_china().isoformat(),
-            "resource_type": "encrypt-resource",
-            "event_type": event_type,
-            "summary": "支付成功" if kind == "transaction" else "退款状态变更",
-            "resource": {
-                "original_type": kind,
-                "algorithm": "AEAD_AES_256_GCM",
-                "ciphertext": v3.encrypt_resource(self.m.api_v3_key, nonce, plaintext, kind),
-                "associated_data": kind,
-                "nonce": nonce,
-            },
-        }
-        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
+        body = v3_notify_body(self.m.api_v3_key, event_type, kind, resource)
         headers = self.v3_signed_headers(body)
         headers["Content-Type"] = "application/json"
         return headers, body.encode("utf-8")
@@ -586,6 +570,27 @@ class WechatPaySimulator:
     def send_refund_notify(self, out_refund_no: str) -> tuple[int, str]:
         url, headers, body = self.refund_notify(out_refund_no)
         return self.deliver(url, headers, body)
+
+
+def v3_notify_body(api_v3_key: str, event_type: str, kind: str, resource: dict[str, Any]) -> str:
+    """A v3 notify's JSON body, as WeChat Pay builds it: the resource AES-256-GCM encrypted."""
+    nonce = secrets.token_hex(6)
+    plaintext = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
+    envelope = {
+        "id": secrets.token_hex(16),
+        "create_time": _now_china().isoformat(),
+        "resource_type": "encrypt-resource",
+        "event_type": event_type,
+        "summary": "支付成功" if kind == "transaction" else "退款状态变更",
+        "resource": {
+            "original_type": kind,
+            "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": v3.encrypt_resource(api_v3_key, nonce, plaintext, kind),
+            "associated_data": kind,
+            "nonce": nonce,
+        },
+    }
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
 
 
 def encrypt_refund_info(info: dict[str, Any], api_key: str) -> str:
