@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
+import json
 import logging
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User, WechatIdentity
 from config import providers
+from config.db import Statement
 from payments.models import Order, PaymentEvent, Product, Refund
 from payments.selectors import order_for
 from providers.http import ProviderError, ProviderUnavailable
@@ -51,7 +54,10 @@ class Outcome(enum.Enum):
 
 
 def transition(order: Order, new: str) -> None:
-    """The only place an order's status changes; call it with the row locked."""
+    """The only place an order's status changes; call it with the row locked.
+
+    (One exception, for speed: `_pay_if_pending` moves PENDING to PAID in a single SQL statement.)
+    """
     if new not in ALLOWED[Order.Status(order.status)]:
         raise IllegalTransition(f"{order.out_trade_no}: {order.status} -> {new} is not allowed")
     order.status = new
@@ -194,8 +200,68 @@ def _jsonable(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (str, int, float, bool, type(None), dict, list)) else str(v) for k, v in raw.items()}
 
 
+@functools.cache
+def _pay_pending_statement() -> Statement:
+    order, event = Order._meta.db_table, PaymentEvent._meta.db_table
+    # One statement, so one round trip and (in autocommit) one commit. The UPDATE's row lock and
+    # its WHERE (re-checked after waiting for a concurrent writer) do what SELECT ... FOR UPDATE
+    # does on the locked path; a duplicate event key fails the whole statement, UPDATE included.
+    sql = (
+        f"WITH paid AS (UPDATE {order} SET status = %s, transaction_id = %s, paid_at = %s, "  # noqa: S608
+        "payer_openid = COALESCE(NULLIF(%s, ''), payer_openid) "
+        "WHERE out_trade_no = %s AND provider = %s AND status = %s AND amount = %s RETURNING id) "
+        f"INSERT INTO {event} (provider, event_key, order_id, source, kind, payload, outcome, received_at) "
+        "SELECT %s, %s, id, %s, %s, %s, %s, %s FROM paid RETURNING order_id"
+    )
+    types = ("text", "text", "timestamptz", "text", "text", "text", "text", "bigint")
+    types += ("text", "text", "text", "text", "jsonb", "text", "timestamptz")
+    return Statement("wxb_pay_pending", sql, types)
+
+
+def _pay_if_pending(trade: Trade, source: str) -> bool:
+    """The usual notify, a payment of a PENDING order of that amount, applied in one statement.
+
+    False when it does not apply (unknown, already paid or closed, another amount, an event
+    already stored): the locked path then decides, and answers, exactly as it always has.
+    """
+    now = timezone.now()
+    params = [
+        Order.Status.PAID,
+        trade.transaction_id,
+        trade.success_time or now,
+        trade.payer_openid or "",
+        trade.out_trade_no,
+        Order.Provider.WECHATPAY,
+        Order.Status.PENDING,
+        trade.amount,
+        Order.Provider.WECHATPAY,
+        f"wechatpay:paid:{trade.transaction_id}",
+        source,
+        "TRANSACTION.SUCCESS",
+        json.dumps(_jsonable(trade.raw)),
+        Outcome.APPLIED.value,
+        now,
+    ]
+    try:
+        with connection.cursor() as cursor:
+            _pay_pending_statement().execute(cursor, params)
+            applied = cursor.fetchone() is not None
+    except IntegrityError:
+        return False
+    if applied:
+        transaction.on_commit(lambda: logger.info("order %s paid (%s)", trade.out_trade_no, source))
+    return applied
+
+
 def apply_trade(trade: Trade, *, source: str) -> Outcome:
     """Applies a verified trade state (notify, sync or reconciliation) exactly once."""
+    if (
+        trade.state in ("SUCCESS", "REFUND")
+        and trade.transaction_id
+        and connection.vendor == "postgresql"  # data-modifying WITH is PostgreSQL's
+        and _pay_if_pending(trade, source)
+    ):
+        return Outcome.APPLIED
     with transaction.atomic():
         order = (
             Order.objects.select_for_update()

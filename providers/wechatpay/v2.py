@@ -17,7 +17,9 @@ from Crypto.Cipher import AES
 
 from providers.wechat.crypto import DecryptError, pkcs7_unpad
 
-SIGN_TYPES = ("MD5", "HMAC-SHA256")
+MD5 = "MD5"
+HMAC_SHA256 = "HMAC-SHA256"
+SIGN_TYPES = (MD5, HMAC_SHA256)
 # Notifies and answers are small; anything bigger is refused before parsing.
 MAX_XML_BYTES = 64 * 1024
 

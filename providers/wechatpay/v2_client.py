@@ -219,20 +219,29 @@ class WechatPayV2Client:
         return params
 
     # --- notifies ----------------------------------------------------------
-    def _notify_fields(self, body: bytes) -> dict[str, str]:
-        """The notify's fields, unverified: callers verify before trusting any of them."""
+    def _notify_fields(self, body: bytes | dict[str, str]) -> dict[str, str]:
+        """The notify's fields, unverified: callers verify before trusting any of them.
+
+        `body` is the raw XML, or what `v2.parse_xml` made of it (a caller that already read it).
+        """
         if len(self.config.api_key) != 32:
             raise InvalidNotify("WeChat Pay v2 is not configured")
+        if isinstance(body, dict):
+            return self._succeeded(body)
         try:
             data = v2.parse_xml(body)
         except v2.XmlError as exc:
             raise InvalidNotify(str(exc)) from exc
+        return self._succeeded(data)
+
+    @staticmethod
+    def _succeeded(data: dict[str, str]) -> dict[str, str]:
         if data.get("return_code") != "SUCCESS":
             raise InvalidNotify("return_code is not SUCCESS")
         return data
 
-    def parse_pay_notify(self, body: bytes, sign_type: str) -> Notify:
-        """Verifies a pay notify with the sign type the order was placed with."""
+    def parse_pay_notify(self, body: bytes | dict[str, str], sign_type: str) -> Notify:
+        """Verifies a pay notify with `sign_type`; a notify that names another type is refused."""
         data = self._notify_fields(body)
         # Verified with the order's sign type; a notify naming another one is refused, not obeyed.
         if data.get("sign_type", sign_type) != sign_type or not v2.verify(data, self.config.api_key, sign_type):

@@ -194,5 +194,6 @@ def test_auth_accepts_a_session_that_already_has_the_statement(gql):
 
     gql.login("pooled")
     assert gql(ME)["data"]["me"]["openid"]
-    selectors._prepared.discard(connection.connection)  # a pooled session we did not prepare ourselves
+    statement, _ = selectors._user_with_identity()
+    statement._prepared.discard(connection.connection)  # a pooled session we did not prepare ourselves
     assert gql(ME)["data"]["me"]["openid"]

@@ -17,7 +17,7 @@ from django.db import connection, connections, transaction
 from django.test import Client
 
 from config import providers
-from payments import services
+from payments import services, views
 from payments.models import Order, PaymentEvent, Refund
 from providers.sandbox.wechatpay import encrypt_refund_info
 from providers.wechatpay import v2, v3
@@ -131,15 +131,15 @@ def test_twenty_concurrent_identical_notifies_apply_once(products, django_user_m
     user = django_user_model.objects.create_user(username="buyer")
     order = paid_at_sandbox(user, version)
     url, headers, body = simulator().pay_notify(order.out_trade_no)
-    paid_transitions: list[str] = []
-    real_transition = services.transition
+    outcomes: list[services.Outcome] = []
+    real_apply = views.apply_trade
 
-    def counting_transition(o: Order, new: str) -> None:
-        real_transition(o, new)
-        if new == Order.Status.PAID:
-            paid_transitions.append(o.out_trade_no)
+    def counting_apply(trade: Any, *, source: str) -> services.Outcome:
+        outcome = real_apply(trade, source=source)
+        outcomes.append(outcome)
+        return outcome
 
-    monkeypatch.setattr(services, "transition", counting_transition)
+    monkeypatch.setattr(views, "apply_trade", counting_apply)
     n = 20
     barrier = threading.Barrier(n)
     responses: list[Any] = []
@@ -164,7 +164,8 @@ def test_twenty_concurrent_identical_notifies_apply_once(products, django_user_m
     assert errors == []
     assert len(responses) == n
     assert [is_success(version, r) for r in responses] == [True] * n, [(r.status_code, r.content) for r in responses]
-    assert paid_transitions == [order.out_trade_no]
+    # One notify changed the order; the 19 others found it paid (on either path) and changed nothing.
+    assert sorted(o.value for o in outcomes) == ["APPLIED"] + ["NO_CHANGE"] * (n - 1)
     assert PaymentEvent.objects.count() == 1
     event = PaymentEvent.objects.get()
     order.refresh_from_db()
@@ -223,6 +224,32 @@ def test_v2_forged_notify_is_refused_logged_and_changes_nothing(
     # The genuine notify still works: only the forged field stopped the forgery.
     assert is_success("V2", post_notify(url, headers, body))
     assert Order.objects.get(pk=order.pk).status == "PAID" and PaymentEvent.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("order_type", "notify_type", "accepted"),
+    [
+        ("MD5", "MD5", True),  # an order placed with MD5 is paid by an MD5-signed notify
+        ("MD5", "HMAC-SHA256", True),  # the stronger type, made with the same key
+        ("HMAC-SHA256", "MD5", False),  # never a weaker signature than the order was placed with
+    ],
+)
+def test_v2_notify_sign_type_follows_the_order(
+    products, django_user_model, wechatpay_sandbox, order_type, notify_type, accepted
+):
+    user = django_user_model.objects.create_user(username="buyer")
+    order = paid_at_sandbox(user, "V2")
+    Order.objects.filter(pk=order.pk).update(sign_type=order_type)
+    url, headers, body = wechatpay_sandbox.pay_notify(order.out_trade_no)
+    signed = resign_v2(body, notify_type, lambda p: p.update(sign_type=notify_type))
+
+    answer = v2_return_code(post_notify(url, headers, signed))
+
+    fresh = Order.objects.get(pk=order.pk)
+    if accepted:
+        assert answer == "SUCCESS" and fresh.status == "PAID" and PaymentEvent.objects.count() == 1
+    else:
+        assert answer == "FAIL" and fresh.status == "PENDING" and PaymentEvent.objects.count() == 0
 
 
 def _v3_forged(

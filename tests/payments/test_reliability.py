@@ -19,6 +19,7 @@ from config import providers
 from payments import services
 from payments.models import Order, PaymentEvent, Product, Refund
 from payments.schema import CreateWechatPayOrderInput
+from providers.wechatpay.types import Trade
 from tests.conftest import error_code
 from tests.payments.conftest import CREATE
 from tests.payments.test_notify_views import (
@@ -95,6 +96,111 @@ def test_allowed_is_the_documented_state_machine():
         ("PAID", "REFUNDED"),
     }
     assert set(services.ALLOWED) == set(STATUSES)
+
+
+# --- applying a payment: the one-statement path and the locked path agree -------------------
+
+# On PostgreSQL in autocommit (as the notify views run) and inside a caller's transaction.
+AUTOCOMMIT_OR_NOT = [
+    pytest.param(True, marks=pytest.mark.django_db(transaction=True), id="autocommit"),
+    pytest.param(False, marks=pytest.mark.django_db, id="in-a-transaction"),
+]
+
+
+def paid_trade(
+    order: Order, *, amount: int | None = None, transaction_id: str = "4200000001202611210000000001"
+) -> Trade:
+    return Trade(
+        out_trade_no=order.out_trade_no,
+        state="SUCCESS",
+        appid="wx",
+        mchid="1900000109",
+        amount=order.amount if amount is None else amount,
+        transaction_id=transaction_id,
+        payer_openid="o-payer",
+        success_time=dt.datetime(2026, 11, 21, 10, 0, tzinfo=dt.UTC),
+        raw={"out_trade_no": order.out_trade_no, "transaction_id": transaction_id},
+    )
+
+
+@pytest.mark.parametrize("autocommit", AUTOCOMMIT_OR_NOT)
+def test_a_payment_of_a_pending_order_is_applied_once_with_its_event(products, django_user_model, autocommit):
+    user = django_user_model.objects.create_user(username="buyer")
+    order = make_order(user, products["coffee"])
+    trade = paid_trade(order)
+
+    assert services.apply_trade(trade, source="NOTIFY") == services.Outcome.APPLIED
+    assert services.apply_trade(trade, source="NOTIFY") == services.Outcome.NO_CHANGE
+
+    order.refresh_from_db()
+    assert (order.status, order.transaction_id, order.payer_openid) == ("PAID", trade.transaction_id, "o-payer")
+    assert order.paid_at == trade.success_time
+    event = PaymentEvent.objects.get()
+    assert (event.order_id, event.event_key, event.source, event.kind, event.outcome) == (
+        order.pk,
+        f"wechatpay:paid:{trade.transaction_id}",
+        "NOTIFY",
+        "TRANSACTION.SUCCESS",
+        "APPLIED",
+    )
+    assert event.payload == trade.raw
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_payment_of_a_pending_order_is_one_statement_on_postgresql(products, django_user_model):
+    from django.test.utils import CaptureQueriesContext
+
+    user = django_user_model.objects.create_user(username="buyer")
+    first, second = make_order(user, products["coffee"]), make_order(user, products["coffee"])
+    services.apply_trade(paid_trade(first, transaction_id="4200000001202611210000000011"), source="NOTIFY")
+    with CaptureQueriesContext(connection) as ctx:
+        outcome = services.apply_trade(
+            paid_trade(second, transaction_id="4200000001202611210000000012"), source="NOTIFY"
+        )
+    assert outcome == services.Outcome.APPLIED
+    assert [q["sql"].split()[0] for q in ctx.captured_queries] == ["EXECUTE"]
+    assert Order.objects.get(pk=second.pk).status == "PAID"
+
+
+@pytest.mark.parametrize("autocommit", AUTOCOMMIT_OR_NOT)
+def test_an_event_already_stored_for_a_pending_order_changes_nothing(products, django_user_model, autocommit):
+    user = django_user_model.objects.create_user(username="buyer")
+    order = make_order(user, products["coffee"])
+    trade = paid_trade(order)
+    PaymentEvent.objects.create(
+        provider="WECHATPAY",
+        event_key=f"wechatpay:paid:{trade.transaction_id}",
+        order=None,
+        source="QUERY",
+        kind="TRANSACTION.SUCCESS",
+        payload={},
+        outcome="CONFLICT",
+    )
+
+    assert services.apply_trade(trade, source="NOTIFY") == services.Outcome.NO_CHANGE
+
+    # The failed one-statement attempt left nothing behind, and a caller's transaction still works.
+    assert state(order) == ("PENDING", None, None, 0, 1)
+
+
+@pytest.mark.parametrize("autocommit", AUTOCOMMIT_OR_NOT)
+def test_a_payment_that_does_not_fit_the_order_changes_nothing_or_is_flagged(products, django_user_model, autocommit):
+    user = django_user_model.objects.create_user(username="buyer")
+    pending = make_order(user, products["coffee"])
+    closed = make_order(user, products["coffee"], status="CLOSED")
+
+    assert services.apply_trade(paid_trade(pending, amount=pending.amount - 1), source="NOTIFY") == (
+        services.Outcome.MISMATCH
+    )
+    assert state(pending) == ("PENDING", None, None, 0, 0)
+    unknown = Order(out_trade_no="20990101unknown", amount=1800)
+    assert services.apply_trade(paid_trade(unknown), source="NOTIFY") == services.Outcome.UNKNOWN_ORDER
+    # Money for a closed order: stored for a human, the order stays closed.
+    outcome = services.apply_trade(paid_trade(closed, transaction_id="4200000001202611210000000099"), source="NOTIFY")
+    assert outcome == services.Outcome.CONFLICT
+    assert Order.objects.get(pk=closed.pk).status == "CLOSED"
+    assert PaymentEvent.objects.get().outcome == "CONFLICT"
 
 
 # --- 6. provider down during create ------------------------------------------------------

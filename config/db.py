@@ -1,0 +1,75 @@
+"""Prepared SQL for the few statements on every hot request (auth, notifies, the orders page, login).
+
+Building and compiling an ORM query costs the worker more than PostgreSQL spends running it, and
+PostgreSQL spends more planning these joins and CTEs than executing them. So each hot statement is
+fixed SQL, PREPAREd once per database connection and EXECUTEd after that. Elsewhere (SQLite, or
+DB_PREPARED_STATEMENTS=0 behind a pooler that cannot keep them) the same SQL runs as a plain query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+
+DUPLICATE_PREPARED = "42P05"  # a pooled session already holds it
+UNKNOWN_PREPARED = "26000"  # the session lost it (DISCARD ALL behind a pooler)
+
+
+def guarded() -> Any:
+    """Inside a caller's transaction, a savepoint keeps a failing statement from spoiling it;
+    outside one (the usual case: autocommit) nothing is needed, and nothing is spent."""
+    return transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+
+
+def _pgcode(exc: BaseException) -> str | None:
+    return getattr(exc.__cause__, "pgcode", None)
+
+
+class Statement:
+    """One SQL statement with `%s` placeholders in order, and their PostgreSQL types."""
+
+    def __init__(self, name: str, sql: str, types: tuple[str, ...]) -> None:
+        if sql.count("%s") != len(types):
+            raise ValueError(f"{name}: {sql.count('%s')} placeholders, {len(types)} types")
+        self.name = name
+        self.sql = sql
+        self.types = types
+        numbered = sql
+        for n in range(1, len(types) + 1):
+            numbered = numbered.replace("%s", f"${n}", 1)
+        self._prepare = f"PREPARE {name} ({', '.join(types)}) AS {numbered}"
+        self._execute = f"EXECUTE {name} ({', '.join(['%s'] * len(types))})" if types else f"EXECUTE {name}"
+        # Raw connections holding it (PREPARE is per connection): a new connection prepares again.
+        self._prepared: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def execute(self, cursor: Any, params: list[Any] | tuple[Any, ...]) -> None:
+        """Runs the statement on Django's cursor; read the rows from the cursor afterwards.
+
+        A statement that fails (a unique violation, say) raises as cursor.execute would, and
+        leaves a caller's transaction usable.
+        """
+        if connection.vendor != "postgresql" or not settings.DB_PREPARED_STATEMENTS:
+            with guarded():
+                cursor.execute(self.sql, params)
+            return
+        raw = connection.connection
+        if raw not in self._prepared:
+            try:
+                with transaction.atomic():  # a savepoint, so a failure cannot spoil a caller's transaction
+                    cursor.execute(self._prepare)
+            except DatabaseError as exc:
+                if _pgcode(exc) != DUPLICATE_PREPARED:
+                    raise
+            self._prepared.add(raw)
+        try:
+            with guarded():
+                cursor.execute(self._execute, params)
+        except DatabaseError as exc:
+            if _pgcode(exc) != UNKNOWN_PREPARED:
+                raise
+            self._prepared.discard(raw)
+            self.execute(cursor, params)
