@@ -59,7 +59,7 @@ class Statement:
         raw = connection.connection
         if raw not in self._prepared:
             try:
-                with transaction.atomic():  # a savepoint, so a failure cannot spoil a caller's transaction
+                with guarded():
                     cursor.execute(self._prepare)
             except DatabaseError as exc:
                 if _pgcode(exc) != DUPLICATE_PREPARED:

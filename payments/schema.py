@@ -7,13 +7,14 @@ from typing import Any
 import graphene
 from django.conf import settings
 from graphene import relay
-from graphene_django import DjangoConnectionField, DjangoObjectType
+from graphene_django import DjangoObjectType
 from graphql import GraphQLResolveInfo
 
 from payments import selectors, services
 from payments.models import Order as OrderModel
 from payments.models import Product as ProductModel
 from payments.models import Refund as RefundModel
+from schema.connections import ForwardConnectionField
 from schema.permissions import current_user, login_required, staff_required
 from schema.ratelimit import enforce
 
@@ -30,6 +31,10 @@ class Product(DjangoObjectType):
     class Meta:
         model = ProductModel
         fields = ("sku", "title", "price")
+
+    @classmethod
+    def is_type_of(cls, root: Any, info: GraphQLResolveInfo) -> bool:
+        return type(root) is ProductModel or bool(super().is_type_of(root, info))
 
 
 class Order(DjangoObjectType):
@@ -64,6 +69,11 @@ class Order(DjangoObjectType):
     @classmethod
     def get_queryset(cls, queryset: Any, info: GraphQLResolveInfo) -> Any:
         return queryset.select_related("product")
+
+    @classmethod
+    def is_type_of(cls, root: Any, info: GraphQLResolveInfo) -> bool:
+        # Asked for every order of a page: the exact model answers without graphene-django's checks.
+        return type(root) is OrderModel or bool(super().is_type_of(root, info))
 
     # A new instance holds TextChoices members; the enums serialize plain values.
     @staticmethod
@@ -127,7 +137,7 @@ class AppPayParams(graphene.ObjectType):
 class Query(graphene.ObjectType):
     products = graphene.List(graphene.NonNull(Product), required=True)
     order = graphene.Field(Order, out_trade_no=graphene.String(required=True))
-    orders = DjangoConnectionField(
+    orders = ForwardConnectionField(
         Order, status=OrderStatus(), provider=PaymentProvider(), description="Your orders (staff: everyone's)."
     )
 
@@ -144,7 +154,7 @@ class Query(graphene.ObjectType):
     def resolve_orders(
         root: Any, info: GraphQLResolveInfo, status: str | None = None, provider: str | None = None, **kwargs: Any
     ) -> Any:
-        return selectors.orders_for(
+        return selectors.OrderPage(
             user=current_user(info),
             status=status.value if status else None,  # type: ignore[attr-defined]
             provider=provider.value if provider else None,  # type: ignore[attr-defined]
