@@ -67,6 +67,12 @@ def hash_refresh_token(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
+def new_refresh_token() -> tuple[str, str]:
+    """(the raw token for the client, the digest to store)."""
+    raw = secrets.token_hex(32)
+    return raw, hash_refresh_token(raw)
+
+
 class RefreshToken(models.Model):
     """A long-running refresh token (django-graphql-jwt's shape), stored as a SHA-256 digest.
 
@@ -87,9 +93,7 @@ class RefreshToken(models.Model):
 
     def save(self, *args: object, **kwargs: object) -> None:
         if not self.token:
-            raw = secrets.token_hex(32)
-            self._raw_token = raw
-            self.token = hash_refresh_token(raw)
+            self._raw_token, self.token = new_refresh_token()
         super().save(*args, **kwargs)  # type: ignore[arg-type]
 
     def get_token(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import time
@@ -9,14 +10,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from graphql_jwt.shortcuts import get_token
 
-from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token, new_username
+from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token, new_refresh_token, new_username
 from config import providers
+from config.db import Statement
 from providers.http import ProviderError, ProviderUnavailable
 from providers.wechat.api import LoginSession
 from providers.wechat.crypto import DecryptError, decrypt_user_data, user_data_signature
@@ -167,12 +170,112 @@ def _relax_commit() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
+@functools.cache
+def _login_statement() -> Statement:
+    """The usual login as one statement: an active user's identity gets the new session_key, or a
+    new user and identity are created; either way a refresh token is stored, all in one commit.
+
+    It returns no row, and writes nothing, when the locked path must decide: a disabled user,
+    a unionid another app of ours already knows (to link), or a concurrent first login of the
+    same openid (whose identity insert then fails the whole statement).
+    """
+    q = connection.ops.quote_name
+    user, identity, refresh = (q(m._meta.db_table) for m in (User, WechatIdentity, RefreshToken))
+    fields = User._meta.concrete_fields
+    new_fields = [f for f in fields if not f.primary_key]
+    columns = ", ".join(q(f.column) for f in fields)
+    types = {
+        "appid": "text",
+        "openid": "text",
+        "unionid": "text",
+        "session_key": "text",
+        "now": "timestamptz",
+        "kind": "text",
+        "token": "text",
+        "relax": "boolean",
+    }
+    types.update({f"u_{f.attname}": f.db_type(connection) or "text" for f in new_fields})
+    new_values = ", ".join(f"%(u_{f.attname})s" for f in new_fields)
+    # Identifiers come from model metadata, quoted; every value is a parameter.
+    sql = f"""
+WITH cur AS (
+    UPDATE {identity} i SET session_key = %(session_key)s, session_key_updated_at = %(now)s,
+        last_login_at = %(now)s, unionid = COALESCE(NULLIF(%(unionid)s, ''), i.unionid)
+    FROM {user} u
+    WHERE i.appid = %(appid)s AND i.openid = %(openid)s AND u.id = i.user_id AND u.is_active
+    RETURNING {", ".join(f"u.{q(f.column)}" for f in fields)}, i.unionid AS identity_unionid
+), nu AS (
+    INSERT INTO {user} ({", ".join(q(f.column) for f in new_fields)})
+    SELECT {new_values}
+    WHERE NOT EXISTS (SELECT 1 FROM {identity} WHERE appid = %(appid)s AND openid = %(openid)s)
+        AND NOT EXISTS (SELECT 1 FROM {identity} WHERE %(unionid)s <> '' AND unionid = %(unionid)s)
+    RETURNING {columns}
+), ni AS (
+    INSERT INTO {identity} (user_id, kind, appid, openid, unionid, session_key, session_key_updated_at,
+        created_at, last_login_at)
+    SELECT id, %(kind)s, %(appid)s, %(openid)s, %(unionid)s, %(session_key)s, %(now)s, %(now)s, %(now)s FROM nu
+), who AS (
+    SELECT {columns}, identity_unionid, false AS created FROM cur
+    UNION ALL SELECT {columns}, %(unionid)s, true FROM nu
+), rt AS (
+    INSERT INTO {refresh} (user_id, token, created, revoked) SELECT id, %(token)s, %(now)s, NULL FROM who
+)
+SELECT who.*, set_config('synchronous_commit',
+    CASE WHEN %(relax)s THEN 'off' ELSE current_setting('synchronous_commit') END, true)
+FROM who
+"""  # noqa: S608
+    return Statement("wxb_login", sql, types)
+
+
+def _login_in_one_statement(appid: str, session: LoginSession, now: Any) -> LoginResult | None:
+    """`_login_statement` for PostgreSQL; None when the locked path must decide."""
+    raw_token, digest = new_refresh_token()
+    candidate = User(username=new_username(), password=make_password(None), last_login=now, date_joined=now)
+    params: dict[str, Any] = {
+        "appid": appid,
+        "openid": session.openid,
+        "unionid": session.unionid or "",
+        "session_key": session.session_key,
+        "now": now,
+        "kind": WechatIdentity.Kind.MINIPROGRAM.value,
+        "token": digest,
+        # In autocommit the statement is its own transaction: set_config(..., true) reaches its
+        # commit and nothing after it (see _relax_commit for why a login may skip the flush).
+        "relax": not connection.in_atomic_block,
+    }
+    for f in User._meta.concrete_fields:
+        if not f.primary_key:
+            params[f"u_{f.attname}"] = f.get_db_prep_save(getattr(candidate, f.attname), connection)
+    try:
+        with connection.cursor() as cursor:
+            _login_statement().execute(cursor, params)
+            row = cursor.fetchone()
+    except IntegrityError:
+        return None
+    if row is None:
+        return None
+    attnames = [f.attname for f in User._meta.concrete_fields]
+    user = User.from_db(connection.alias, attnames, row[: len(attnames)])
+    unionid, created = row[len(attnames)], row[len(attnames) + 1]
+    # What the answer's `openid` / `unionid` resolve from, without another query.
+    user._miniprogram_identity = WechatIdentity(  # type: ignore[attr-defined]
+        user_id=user.pk, appid=appid, openid=session.openid, unionid=unionid or ""
+    )
+    tokens = TokenPair(token=get_token(user), refresh_token=raw_token)
+    return LoginResult(user=user, created=bool(created), tokens=tokens)
+
+
 def wechat_login(*, code: str) -> LoginResult:
     code = (code or "").strip()
     if not code or len(code) > MAX_CODE_LENGTH:
         raise AppError(ErrorCode.BAD_USER_INPUT, "Send the code from wx.login.")
     client = providers.wechat_miniprogram()
     session = _provider_call(client.code2session, code, errors=LOGIN_ERRORS)
+    if connection.vendor == "postgresql":  # data-modifying WITH is PostgreSQL's
+        result = _login_in_one_statement(client.config.appid, session, timezone.now())
+        if result is not None:
+            logger.info("wechat login openid=%s user=%s created=%s", session.openid, result.user.pk, result.created)
+            return result
     # One transaction: identity, session_key and refresh token commit together, or not at all.
     outermost = not connection.in_atomic_block
     with transaction.atomic():

@@ -12,7 +12,7 @@
 #   BENCH_SCENARIOS ["bare floor me login notify_v2 notify_v3 orders"]: floor is `{ __typename }`,
 #                           for information (no target)
 #   BENCH_LOGIN_USERS [0]   0: each login is a new user; N: logins of N returning users
-#   BENCH_NOTIFY_RATE_V2 [1200]  BENCH_NOTIFY_RATE_V3 [900]: fresh pending orders (and notifies)
+#   BENCH_NOTIFY_RATE_V2 [2400]  BENCH_NOTIFY_RATE_V3 [2000]: fresh pending orders (and notifies)
 #                           prepared per second of each phase; a phase that runs out fails the run
 #   BENCH_PORT [a free one]   BENCH_DB [wxbackend_bench]
 #   BENCH_QUIET_WAIT [60]   before each round, wait up to this many seconds while other programs
@@ -37,8 +37,8 @@ ROUNDS="${BENCH_ROUNDS:-3}"
 WARMUP="${BENCH_WARMUP:-5s}"
 DB_NAME="${BENCH_DB:-wxbackend_bench}"
 SCENARIOS="${BENCH_SCENARIOS:-bare floor me login notify_v2 notify_v3 orders}"
-NOTIFY_RATE_V2="${BENCH_NOTIFY_RATE_V2:-1200}"
-NOTIFY_RATE_V3="${BENCH_NOTIFY_RATE_V3:-900}"
+NOTIFY_RATE_V2="${BENCH_NOTIFY_RATE_V2:-2400}"
+NOTIFY_RATE_V3="${BENCH_NOTIFY_RATE_V3:-2000}"
 LOGIN_USERS="${BENCH_LOGIN_USERS:-0}"
 KEEP_LOGS="${BENCH_KEEP_LOGS:-0}"
 QUIET_WAIT="${BENCH_QUIET_WAIT:-60}"

@@ -30,23 +30,37 @@ def _pgcode(exc: BaseException) -> str | None:
 
 
 class Statement:
-    """One SQL statement with `%s` placeholders in order, and their PostgreSQL types."""
+    """One SQL statement and the PostgreSQL types of its parameters.
 
-    def __init__(self, name: str, sql: str, types: tuple[str, ...]) -> None:
-        if sql.count("%s") != len(types):
-            raise ValueError(f"{name}: {sql.count('%s')} placeholders, {len(types)} types")
+    Parameters are `%s` in order (types a tuple), or `%(name)s` (types a dict in parameter
+    order, and execute() takes a dict), which lets one value appear several times.
+    """
+
+    def __init__(self, name: str, sql: str, types: tuple[str, ...] | dict[str, str]) -> None:
         self.name = name
         self.sql = sql
-        self.types = types
+        self.names: tuple[str, ...] | None = None
         numbered = sql
-        for n in range(1, len(types) + 1):
-            numbered = numbered.replace("%s", f"${n}", 1)
-        self._prepare = f"PREPARE {name} ({', '.join(types)}) AS {numbered}"
-        self._execute = f"EXECUTE {name} ({', '.join(['%s'] * len(types))})" if types else f"EXECUTE {name}"
+        if isinstance(types, dict):
+            self.names = tuple(types)
+            for n, key in enumerate(self.names, 1):
+                if f"%({key})s" not in numbered:
+                    raise ValueError(f"{name}: no %({key})s in the SQL")
+                numbered = numbered.replace(f"%({key})s", f"${n}")
+            if "%(" in numbered:
+                raise ValueError(f"{name}: a parameter without a type")
+        else:
+            if sql.count("%s") != len(types):
+                raise ValueError(f"{name}: {sql.count('%s')} placeholders, {len(types)} types")
+            for n in range(1, len(types) + 1):
+                numbered = numbered.replace("%s", f"${n}", 1)
+        type_list = list(types.values()) if isinstance(types, dict) else list(types)
+        self._prepare = f"PREPARE {name} ({', '.join(type_list)}) AS {numbered}"
+        self._execute = f"EXECUTE {name} ({', '.join(['%s'] * len(type_list))})" if type_list else f"EXECUTE {name}"
         # Raw connections holding it (PREPARE is per connection): a new connection prepares again.
         self._prepared: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    def execute(self, cursor: Any, params: list[Any] | tuple[Any, ...]) -> None:
+    def execute(self, cursor: Any, params: list[Any] | tuple[Any, ...] | dict[str, Any]) -> None:
         """Runs the statement on Django's cursor; read the rows from the cursor afterwards.
 
         A statement that fails (a unique violation, say) raises as cursor.execute would, and
@@ -56,6 +70,7 @@ class Statement:
             with guarded():
                 cursor.execute(self.sql, params)
             return
+        values = [params[key] for key in self.names] if isinstance(params, dict) and self.names else params
         raw = connection.connection
         if raw not in self._prepared:
             try:
@@ -67,7 +82,7 @@ class Statement:
             self._prepared.add(raw)
         try:
             with guarded():
-                cursor.execute(self._execute, params)
+                cursor.execute(self._execute, values)
         except DatabaseError as exc:
             if _pgcode(exc) != UNKNOWN_PREPARED:
                 raise
