@@ -41,8 +41,11 @@ class Order(models.Model):
         H5 = "H5"
         APP = "APP"
 
-    out_trade_no = models.CharField(max_length=32, unique=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    out_trade_no = models.CharField(max_length=32)
+    # Indexed by order_user_recent, whose first column it is.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders", db_index=False
+    )
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="orders")
     quantity = models.PositiveIntegerField()
     amount = models.PositiveBigIntegerField(help_text="fen")
@@ -53,7 +56,7 @@ class Order(models.Model):
     sign_type = models.CharField(max_length=16)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     refunded_amount = models.PositiveBigIntegerField(default=0, help_text="fen")
-    transaction_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    transaction_id = models.CharField(max_length=64, null=True, blank=True)
     payer_openid = models.CharField(max_length=64, blank=True)
     # What the provider answered at creation, so a retry returns the same payment instead of a new one.
     prepay_id = models.CharField(max_length=128, blank=True)
@@ -66,11 +69,16 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        # Every index here is written on each payment (a new status and transaction id), so only
+        # those a query uses: unique constraints rather than unique=True, which on PostgreSQL also
+        # builds a LIKE index nothing here searches with; pending orders only for reconciliation.
         indexes = [
             models.Index(fields=["user", "-created_at"], name="order_user_recent"),
-            models.Index(fields=["status", "created_at"], name="order_status_age"),
+            models.Index(fields=["created_at"], condition=models.Q(status="PENDING"), name="order_pending_age"),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["out_trade_no"], name="order_out_trade_no_unique"),
+            models.UniqueConstraint(fields=["transaction_id"], name="order_transaction_id_unique"),
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_amount_positive"),
             models.CheckConstraint(
                 condition=models.Q(refunded_amount__lte=models.F("amount")), name="order_refund_within_amount"
@@ -121,7 +129,7 @@ class PaymentEvent(models.Model):
         CONFLICT = "CONFLICT"
 
     provider = models.CharField(max_length=16, choices=Order.Provider.choices)
-    event_key = models.CharField(max_length=160, unique=True)
+    event_key = models.CharField(max_length=160)
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events", null=True, blank=True)
     source = models.CharField(max_length=8, choices=Source.choices)
     kind = models.CharField(max_length=32)
@@ -131,6 +139,7 @@ class PaymentEvent(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["event_key"], name="payment_event_key_unique")]
 
     def __str__(self) -> str:
         return self.event_key
