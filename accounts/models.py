@@ -42,7 +42,8 @@ class WechatIdentity(models.Model):
         MINIPROGRAM = "miniprogram", "mini-program"
         OFFICIAL_ACCOUNT = "official_account", "official account"
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="wechat_identities")
+    # Indexed with appid below: "this user's identity in this app" is one index lookup.
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="wechat_identities", db_index=False)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MINIPROGRAM)
     appid = models.CharField(max_length=32)
     openid = models.CharField(max_length=64)
@@ -56,7 +57,10 @@ class WechatIdentity(models.Model):
         verbose_name_plural = "WeChat identities"
         constraints = [models.UniqueConstraint(fields=["appid", "openid"], name="wechat_identity_app_openid")]
         # Not db_index=True: on PostgreSQL that adds a LIKE index, one more write per login for nothing.
-        indexes = [models.Index(fields=["unionid"], name="wechat_identity_unionid")]
+        indexes = [
+            models.Index(fields=["unionid"], name="wechat_identity_unionid"),
+            models.Index(fields=["user", "appid"], name="wechat_identity_user_app"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.appid}/{self.openid}"
