@@ -101,7 +101,7 @@ DATABASES = {
         conn_health_checks=env.bool("DB_CONN_HEALTH_CHECKS", default=False),
     )
 }
-# The per-request auth lookup is a prepared statement; turn off behind a pooler that cannot keep them
+# The hot statements (auth, login, notifies, orders page) are prepared; turn off behind a pooler that cannot keep them
 # (PgBouncer in transaction mode).
 DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -43,9 +43,7 @@ class Order(models.Model):
 
     out_trade_no = models.CharField(max_length=32)
     # Indexed by order_user_recent, whose first column it is.
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders", db_index=False
-    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders", db_index=False)
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="orders")
     quantity = models.PositiveIntegerField()
     amount = models.PositiveBigIntegerField(help_text="fen")
@@ -56,7 +54,8 @@ class Order(models.Model):
     sign_type = models.CharField(max_length=16)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     refunded_amount = models.PositiveBigIntegerField(default=0, help_text="fen")
-    transaction_id = models.CharField(max_length=64, null=True, blank=True)
+    # NULL until paid: the unique constraint admits many NULLs, not many empty strings.
+    transaction_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     payer_openid = models.CharField(max_length=64, blank=True)
     # What the provider answered at creation, so a retry returns the same payment instead of a new one.
     prepay_id = models.CharField(max_length=128, blank=True)
