@@ -171,7 +171,7 @@ def _relax_commit() -> None:
 
 
 @functools.cache
-def _login_statement() -> Statement:
+def _login_statement() -> tuple[Statement, list[Any], list[str]]:
     """The usual login as one statement: an active user's identity gets the new session_key, or a
     new user and identity are created; either way a refresh token is stored, all in one commit.
 
@@ -224,7 +224,8 @@ SELECT who.*, set_config('synchronous_commit',
     CASE WHEN %(relax)s THEN 'off' ELSE current_setting('synchronous_commit') END, true)
 FROM who
 """  # noqa: S608
-    return Statement("wxb_login", sql, types)
+    # With the fields a new user's values come from, and the names of the columns it returns.
+    return Statement("wxb_login", sql, types), new_fields, [f.attname for f in fields]
 
 
 def _login_in_one_statement(appid: str, session: LoginSession, now: Any) -> LoginResult | None:
@@ -243,18 +244,17 @@ def _login_in_one_statement(appid: str, session: LoginSession, now: Any) -> Logi
         # commit and nothing after it (see _relax_commit for why a login may skip the flush).
         "relax": not connection.in_atomic_block,
     }
-    for f in User._meta.concrete_fields:
-        if not f.primary_key:
-            params[f"u_{f.attname}"] = f.get_db_prep_save(getattr(candidate, f.attname), connection)
+    statement, new_fields, attnames = _login_statement()
+    for f in new_fields:
+        params[f"u_{f.attname}"] = f.get_db_prep_save(getattr(candidate, f.attname), connection)
     try:
         with connection.cursor() as cursor:
-            _login_statement().execute(cursor, params)
+            statement.execute(cursor, params)
             row = cursor.fetchone()
     except IntegrityError:
         return None
     if row is None:
         return None
-    attnames = [f.attname for f in User._meta.concrete_fields]
     user = User.from_db(connection.alias, attnames, row[: len(attnames)])
     unionid, created = row[len(attnames)], row[len(attnames) + 1]
     # What the answer's `openid` / `unionid` resolve from, without another query.

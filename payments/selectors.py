@@ -38,7 +38,7 @@ def orders_for(*, user: Any, status: str | None = None, provider: str | None = N
 
 
 @functools.cache
-def _page_statement(by_user: bool, by_status: bool, by_provider: bool) -> tuple[Statement, int]:
+def _page_statement(by_user: bool, by_status: bool, by_provider: bool) -> tuple[Statement, list[str], list[str]]:
     """The page of orders with their products, newest first: one prepared statement per filter set
     (a generic plan of `$1 IS NULL OR ...` would not use the per-user index)."""
     quote = connection.ops.quote_name
@@ -60,7 +60,8 @@ def _page_statement(by_user: bool, by_status: bool, by_provider: bool) -> tuple[
         f"ORDER BY o.{quote('created_at')} DESC, o.{quote('id')} DESC LIMIT %s OFFSET %s"
     )
     name = "wxb_orders_" + "".join("1" if used else "0" for used in (by_user, by_status, by_provider))
-    return Statement(name, sql, (*types, "bigint", "bigint")), len(order_fields)
+    order_names, product_names = [f.attname for f in order_fields], [f.attname for f in product_fields]
+    return Statement(name, sql, (*types, "bigint", "bigint")), order_names, product_names
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,12 @@ class OrderPage:
             # Other backends need Django's value converters (SQLite returns dates as text).
             return list(self.queryset()[offset : offset + limit])
         by_user = not self.user.is_staff
-        statement, split = _page_statement(by_user, bool(self.status), bool(self.provider))
+        statement, order_names, product_names = _page_statement(by_user, bool(self.status), bool(self.provider))
         params = [v for v in (self.user.pk if by_user else None, self.status, self.provider) if v is not None]
         with connection.cursor() as cursor:
             statement.execute(cursor, [*params, limit, offset])
             fetched = cursor.fetchall()
-        order_names = [f.attname for f in Order._meta.concrete_fields]
-        product_names = [f.attname for f in Product._meta.concrete_fields]
+        split = len(order_names)
         products: dict[Any, Product] = {}
         page = []
         for row in fetched:

@@ -26,6 +26,11 @@ def products(db: Any) -> dict[str, Product]:
     }
 
 
+@pytest.fixture
+def staff(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username="staff", password="x", is_staff=True)
+
+
 def in_process_deliver(client: Client):  # type: ignore[no-untyped-def]
     """Delivers sandbox notifies to our notify views through the test client (same thread, same DB)."""
 

@@ -39,11 +39,6 @@ def seven(products, django_user_model) -> tuple[Any, list[str]]:
     return ann, numbers[::-1]
 
 
-@pytest.fixture
-def staff(django_user_model) -> Any:
-    return django_user_model.objects.create_user(username="staff", is_staff=True)
-
-
 def expected(numbers: list[str], **args: Any) -> dict[str, Any]:
     """What graphql-relay's reference algorithm gives for the whole list."""
     reference = connection_from_array(numbers, args)

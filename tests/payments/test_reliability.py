@@ -420,11 +420,6 @@ def paid_order(gql, products, wechatpay_sandbox) -> Order:
     return order
 
 
-@pytest.fixture
-def staff(django_user_model) -> Any:
-    return django_user_model.objects.create_user(username="staff", password="x", is_staff=True)
-
-
 def _refund_state(order: Order) -> tuple[Any, ...]:
     sandbox_order = simulator().order(order.out_trade_no)
     return state(order), Refund.objects.count(), sandbox_order["refunded"], sandbox_order["state"]
