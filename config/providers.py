@@ -10,6 +10,7 @@ from Crypto.PublicKey import RSA
 from django.conf import settings
 from django.core.cache import cache
 
+from config.sandbox_store import sandbox_store
 from providers.http import HttpConfig, make_session
 from providers.sandbox.core import Sandbox
 from providers.sandbox.transport import SandboxTransport
@@ -37,14 +38,15 @@ def http_config() -> HttpConfig:
 @functools.cache
 def sandbox() -> Sandbox:
     """The simulators, sharing state through the default cache (Redis across processes)."""
-    box = Sandbox(cache, timeout_delay=min(settings.PROVIDER_READ_TIMEOUT + 1.0, 30.0))
+    store = sandbox_store()
+    box = Sandbox(store, timeout_delay=min(settings.PROVIDER_READ_TIMEOUT + 1.0, 30.0))
     box.register(
-        WechatSimulator(cache, [SandboxApp(settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET)])
+        WechatSimulator(store, [SandboxApp(settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET)])
     )
     merchant_key, platform_key = _wechatpay_sandbox_keys()
     box.register(
         WechatPaySimulator(
-            cache,
+            store,
             SandboxMerchant(
                 appid=settings.WECHATPAY_APPID,
                 mchid=settings.WECHATPAY_MCH_ID,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
 FAULTS = ("timeout", "http_500", "malformed", "bad_signature")
+# The faults that replace a whole answer (bad_signature spoils a signed one instead).
+ANSWER_FAULTS = ("timeout", "http_500", "malformed")
 
 
 class Store(Protocol):
@@ -21,6 +24,70 @@ class Store(Protocol):
     def delete(self, key: str) -> Any: ...
     def incr(self, key: str, delta: int = 1) -> int: ...
     def decr(self, key: str, delta: int = 1) -> int: ...
+
+
+@dataclass(frozen=True)
+class Write:
+    key: str
+    value: Any
+    ttl: int
+
+
+def _fault_keys(provider: str) -> tuple[str, str]:
+    return f"sbx:fault:{provider}", f"sbx:fault:{provider}:n"
+
+
+def take_fault(store: Store, provider: str, kinds: Sequence[str] = ANSWER_FAULTS) -> str | None:
+    """Consumes one pending fault of `provider` if it is one of `kinds`."""
+    fault_key, count_key = _fault_keys(provider)
+    fault = store.get(fault_key)
+    if fault not in kinds:
+        return None
+    try:
+        left = store.decr(count_key)
+    except ValueError:
+        return None
+    if left < 0:
+        store.delete(count_key)
+        return None
+    logger.info("sandbox: injecting %s into a %s answer", fault, provider)
+    return str(fault)
+
+
+def claim(
+    store: Store, provider: str, once: Write, then: Sequence[Write] = (), kinds: Sequence[str] = ANSWER_FAULTS
+) -> str | bool:
+    """For an answer that uses something up (a login code): a pending fault of `kinds` is taken and
+    returned, and nothing is used up; otherwise `once.key` is marked used, and True means it was
+    unused until now (then `then` is written too), False that it was used before.
+
+    A store with `take_fault_or_claim(fault_key, count_key, kinds, once, then)` (Redis:
+    config/sandbox_store.py) does it all in one atomic step, which keeps a sandbox login to one
+    round trip to the cache; any other store takes the same steps one by one.
+    """
+    atomic = getattr(store, "take_fault_or_claim", None)
+    if atomic is not None:
+        fault_key, count_key = _fault_keys(provider)
+        outcome: str | bool = atomic(fault_key, count_key, kinds, once, then)
+        if isinstance(outcome, str):
+            logger.info("sandbox: injecting %s into a %s answer", outcome, provider)
+        return outcome
+    fault = take_fault(store, provider, kinds)
+    if fault is not None:
+        return fault
+    if not store.add(once.key, once.value, once.ttl):
+        return False
+    for write in then:
+        store.set(write.key, write.value, write.ttl)
+    return True
+
+
+class InjectedFault(Exception):
+    """Raised by a simulator that took a fault itself (see `claim`): the sandbox answers with it."""
+
+    def __init__(self, fault: str) -> None:
+        super().__init__(fault)
+        self.fault = fault
 
 
 @dataclass
@@ -58,6 +125,10 @@ class ProviderSimulator(Protocol):
 
     def handle(self, request: SandboxRequest) -> SandboxResponse: ...
 
+    def takes_own_faults(self, request: SandboxRequest) -> bool:
+        """True when handle() takes any pending fault itself (raising InjectedFault)."""
+        ...
+
 
 class Sandbox:
     def __init__(self, store: Store, *, timeout_delay: float = 6.0) -> None:
@@ -87,32 +158,31 @@ class Sandbox:
                 pending[name] = {"fault": self.store.get(f"sbx:fault:{name}"), "count": left}
         return pending
 
-    def take_fault(self, provider: str, kinds: tuple[str, ...] = ("timeout", "http_500", "malformed")) -> str | None:
+    def take_fault(self, provider: str, kinds: Sequence[str] = ANSWER_FAULTS) -> str | None:
         """Consumes one pending fault of `provider` if it is one of `kinds`."""
-        fault = self.store.get(f"sbx:fault:{provider}")
-        if fault not in kinds:
-            return None
-        try:
-            left = self.store.decr(f"sbx:fault:{provider}:n")
-        except ValueError:
-            return None
-        if left < 0:
-            self.store.delete(f"sbx:fault:{provider}:n")
-            return None
-        logger.info("sandbox: injecting %s into a %s answer", fault, provider)
-        return str(fault)
+        return take_fault(self.store, provider, kinds)
+
+    def fault_answer(self, fault: str, answer: SandboxResponse | None = None) -> SandboxResponse:
+        if fault == "timeout":
+            return SandboxResponse(504, b"", delay=self.timeout_delay)
+        if fault == "http_500":
+            return SandboxResponse(500, b"<html>500 Internal Server Error</html>", {"Content-Type": "text/html"})
+        answer = answer or SandboxResponse(200, b"", {"Content-Type": "application/json; charset=utf-8"})
+        answer.body = b"<html>\x00not what you expected"
+        return answer
 
     # --- dispatch ------------------------------------------------------------
     def handle(self, provider: str, request: SandboxRequest) -> SandboxResponse:
         simulator = self.providers.get(provider)
         if simulator is None:
             return SandboxResponse.json({"error": f"no sandbox for {provider!r}"}, status=404)
+        if simulator.takes_own_faults(request):
+            try:
+                return simulator.handle(request)
+            except InjectedFault as injected:
+                return self.fault_answer(injected.fault)
         fault = self.take_fault(provider)
-        if fault == "timeout":
-            return SandboxResponse(504, b"", delay=self.timeout_delay)
-        if fault == "http_500":
-            return SandboxResponse(500, b"<html>500 Internal Server Error</html>", {"Content-Type": "text/html"})
+        if fault in ("timeout", "http_500"):
+            return self.fault_answer(fault)
         response = simulator.handle(request)
-        if fault == "malformed":
-            response.body = b"<html>\x00not what you expected"
-        return response
+        return self.fault_answer(fault, response) if fault == "malformed" else response

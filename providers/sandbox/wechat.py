@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from providers.sandbox.core import SandboxRequest, SandboxResponse, Store
+from providers.sandbox.core import InjectedFault, SandboxRequest, SandboxResponse, Store, Write, claim
 from providers.wechat.crypto import check_session_signature, encrypt_user_data, user_data_signature
 
 CODE_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
@@ -88,6 +88,10 @@ class WechatSimulator:
         }
 
     # --- HTTP surface ------------------------------------------------------------
+    def takes_own_faults(self, request: SandboxRequest) -> bool:
+        # A login takes a pending fault in the same step that uses its code up.
+        return request.path == "/sns/jscode2session"
+
     def handle(self, request: SandboxRequest) -> SandboxResponse:
         routes = {
             ("GET", "/sns/jscode2session"): self.jscode2session,
@@ -121,12 +125,20 @@ class WechatSimulator:
             return _err(40029, "invalid code")
         if code.startswith("ratelimit"):
             return _err(45011, "api minute-quota reach limit mustslower retry next minute")
-        if not self.store.add(f"sbx:wx:code:{app.appid}:{code}", 1, CODE_TTL):
-            return _err(40163, "code been used")
         user = code.split(":", 1)[0]
         openid = openid_for(app.appid, user)
         session_key = base64.b64encode(os.urandom(16)).decode()
-        self.store.set(f"sbx:wx:sk:{app.appid}:{openid}", session_key, SESSION_TTL)
+        # A pending fault, or else the code is used up and the new session_key stored: one step.
+        outcome = claim(
+            self.store,
+            self.name,
+            once=Write(f"sbx:wx:code:{app.appid}:{code}", 1, CODE_TTL),
+            then=(Write(f"sbx:wx:sk:{app.appid}:{openid}", session_key, SESSION_TTL),),
+        )
+        if isinstance(outcome, str):
+            raise InjectedFault(outcome)
+        if not outcome:
+            return _err(40163, "code been used")
         return SandboxResponse.json({"openid": openid, "session_key": session_key, "unionid": unionid_for(user)})
 
     def _issue_token(self, appid: str) -> str:

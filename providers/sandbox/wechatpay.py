@@ -85,6 +85,9 @@ class WechatPaySimulator:
         self.store.incr(f"sbx:wxp:created:{self.m.mchid}")
 
     # --- HTTP surface ------------------------------------------------------------
+    def takes_own_faults(self, request: SandboxRequest) -> bool:
+        return False
+
     def handle(self, request: SandboxRequest) -> SandboxResponse:
         if request.path.startswith("/v3/"):
             return self._handle_v3(request)
