@@ -1,4 +1,5 @@
-"""JWT authentication for the GraphQL endpoint: one decode and one prepared query per request.
+"""JWT authentication for the GraphQL endpoint: one prepared query per request, and a token's
+signature checked once per process.
 
 Only `Authorization: JWT <token>` authenticates here; a session cookie never does,
 which is what lets the endpoint be CSRF-exempt.
@@ -6,6 +7,9 @@ which is what lets the endpoint be CSRF-exempt.
 
 from __future__ import annotations
 
+import functools
+import time
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +17,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 from graphql_jwt.exceptions import JSONWebTokenError, JSONWebTokenExpired
+from graphql_jwt.settings import jwt_settings
 from graphql_jwt.utils import get_payload
 
 from accounts.selectors import active_user_for_token
@@ -21,16 +26,44 @@ PREFIX = "jwt"
 _UNRESOLVED = object()
 
 
+@functools.lru_cache(maxsize=4096)
+def _verified(token: str, key: str) -> tuple[Any, Any]:
+    """(username, exp) of a token that passed every check now, expiry included.
+
+    Checking the signature is most of the cost of authenticating a request but for the database
+    lookup, and its outcome cannot change: a token verified once stays verified, so a cached one
+    only has its expiry checked again (`_username`). Failures are not cached. `key` is part of
+    the cache key, so a token is verified afresh under another key.
+    """
+    payload = get_payload(token)
+    try:
+        exp = int(payload["exp"])  # PyJWT's reading of the claim
+    except (KeyError, TypeError, ValueError, OverflowError):
+        exp = None  # no claim (or, with expiry checks off, an unreadable one): nothing to check later
+    return payload.get("username"), exp
+
+
+def _username(token: str) -> Any:
+    """The token's username, with graphql_jwt's checks and errors (get_payload's)."""
+    username, exp = _verified(token, jwt_settings.JWT_PUBLIC_KEY or jwt_settings.JWT_SECRET_KEY)
+    if exp is not None and jwt_settings.JWT_VERIFY_EXPIRATION:
+        leeway = jwt_settings.JWT_LEEWAY
+        if isinstance(leeway, timedelta):
+            leeway = leeway.total_seconds()
+        if exp <= time.time() - leeway:  # as PyJWT decides it
+            raise JSONWebTokenExpired()
+    return username
+
+
 def _resolve(request: HttpRequest, token: str) -> Any:
     try:
-        payload = get_payload(token)
+        username = _username(token)
     except JSONWebTokenExpired:
         request.jwt_error = "Your access token has expired: call refreshToken, then retry."  # type: ignore[attr-defined]
         return AnonymousUser()
     except JSONWebTokenError:
         request.jwt_error = "Your access token is invalid: log in again."  # type: ignore[attr-defined]
         return AnonymousUser()
-    username = payload.get("username")
     user = active_user_for_token(username, settings.WECHAT_MINIPROGRAM_APPID) if isinstance(username, str) else None
     if user is None:
         request.jwt_error = "Your access token names no active user: log in again."  # type: ignore[attr-defined]
