@@ -1,0 +1,149 @@
+"""providers.http: the provider session over real HTTP (no cookies, no redirects) and `send`'s errors."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+
+from providers.http import HttpConfig, ProviderSession, ProviderUnavailable, json_body, make_session, send
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.seen.append((self.command, self.path, dict(self.headers), body))
+        if self.path.startswith("/cookie"):
+            self.send_response(200)
+            self.send_header("Set-Cookie", "sid=abc; Path=/")
+            payload = b'{"ok": true}'
+        elif self.path.startswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", "/echo")
+            payload = b""
+        elif self.path.startswith("/slow"):
+            time.sleep(1.0)
+            self.send_response(200)
+            payload = b"{}"
+        else:
+            self.send_response(200)
+            payload = b'{"errcode": 0}'
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = _answer
+    do_POST = _answer
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, list[Any]]]:
+    _Handler.seen = []
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", _Handler.seen
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_make_session_builds_a_provider_session():
+    session = make_session(HttpConfig())
+    assert isinstance(session, ProviderSession)
+    assert session.trust_env is False
+
+
+def test_sends_params_json_and_default_headers(server):
+    url, seen = server
+    session = make_session(HttpConfig())
+    answer = send(session, "test", "POST", url + "/api", HttpConfig(), params={"a": "1 2", "b": "é"}, json={"k": "v"})
+    assert json_body(answer, "test") == {"errcode": 0}
+    method, path, headers, body = seen[0]
+    assert (method, path) == ("POST", "/api?a=1+2&b=%C3%A9")
+    assert headers["User-Agent"] == "wxbackend/1.0"
+    assert headers["Content-Type"] == "application/json"
+    assert body == b'{"k": "v"}'
+
+
+def test_keeps_no_cookies(server):
+    url, seen = server
+    session = make_session(HttpConfig())
+    send(session, "test", "GET", url + "/cookie", HttpConfig())
+    send(session, "test", "GET", url + "/echo", HttpConfig())
+    assert "Cookie" not in seen[1][2]
+    assert not session.cookies
+
+
+def test_follows_no_redirect_and_the_answer_is_unusable(server):
+    url, seen = server
+    session = make_session(HttpConfig())
+    answer = send(session, "test", "GET", url + "/redirect", HttpConfig())
+    assert answer.status_code == 302
+    assert [path for _, path, _, _ in seen] == ["/redirect"]
+    with pytest.raises(ProviderUnavailable, match="HTTP 302"):
+        json_body(answer, "test")
+
+
+def test_read_timeout_is_provider_unavailable(server):
+    url, _ = server
+    config = HttpConfig(connect_timeout=1.0, read_timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(ProviderUnavailable, match="timed out"):
+        send(make_session(config), "test", "GET", url + "/slow", config)
+    assert time.monotonic() - started < 0.9
+
+
+def test_connection_refused_is_provider_unavailable():
+    with pytest.raises(ProviderUnavailable, match="connection failed"):
+        send(make_session(HttpConfig()), "test", "GET", "http://127.0.0.1:9/", HttpConfig())
+
+
+class _Recorder(BaseAdapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[dict[str, Any]] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.calls.append({"url": request.url, "headers": dict(request.headers), **kwargs})
+        response = requests.Response()
+        response.status_code = 200
+        response._content = b"{}"
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def test_mounted_transport_gets_the_certificate_timeout_and_proxies():
+    recorder = _Recorder()
+    session = make_session(HttpConfig(proxy="http://proxy.internal:3128"), {"https://api.example.com": recorder})
+    send(session, "test", "POST", "https://api.example.com/pay", HttpConfig(), data=b"<xml/>", cert=("c.pem", "k.pem"))
+    call = recorder.calls[0]
+    assert call["cert"] == ("c.pem", "k.pem")
+    assert call["timeout"] == (3.0, 5.0)
+    assert call["proxies"] == {"http": "http://proxy.internal:3128", "https": "http://proxy.internal:3128"}
+    assert call["verify"] is True
+    assert call["stream"] is False
+    session.cert = "default.pem"
+    send(session, "test", "GET", "https://api.example.com/q", HttpConfig())
+    assert recorder.calls[1]["cert"] == "default.pem"
+
+
+def test_unknown_arguments_are_refused():
+    with pytest.raises(TypeError):
+        make_session(HttpConfig()).request("GET", "https://api.example.com/", allow_redirects=True)  # type: ignore[call-arg]
