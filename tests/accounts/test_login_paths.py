@@ -53,6 +53,18 @@ def test_first_then_returning_login_rows(gql, wechat_sandbox):
     assert gql("{ me { openid } }")["data"]["me"]["openid"] == identity.openid
 
 
+def test_a_new_user_has_the_defaults_create_user_gives(gql):
+    made = User.objects.get(pk=gql.login("dora")["user"]["id"])
+    probe = User.objects.create_user(username="probe")
+    varying = {"id", "username", "password", "last_login", "date_joined"}
+    for field in User._meta.concrete_fields:
+        if field.attname not in varying:
+            assert getattr(made, field.attname) == getattr(probe, field.attname), field.name
+    # Unusable, and shaped as make_password(None) shapes it.
+    assert not made.has_usable_password() and made.password[0] == probe.password[0]
+    assert len(made.password) == len(probe.password) and made.password != probe.password
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_login_is_one_statement_and_keeps_the_connection_durable(client):
