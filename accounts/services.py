@@ -229,6 +229,10 @@ FROM who
     return Statement("wxb_login", sql, types), new_fields, [f.attname for f in fields]
 
 
+# A new user's columns whose values differ per login; the others are the fields' plain defaults.
+_NEW_USER_PER_LOGIN = ("username", "password", "last_login", "date_joined")
+
+
 @functools.cache
 def _new_user_constants() -> dict[str, Any]:
     """The new user's column values that are the same for every login (the fields' plain
@@ -238,9 +242,6 @@ def _new_user_constants() -> dict[str, Any]:
         if f.attname not in _NEW_USER_PER_LOGIN and not callable(f.default):
             constants[f"u_{f.attname}"] = f.get_db_prep_save(f.get_default(), connection)
     return constants
-
-
-_NEW_USER_PER_LOGIN = ("username", "password", "last_login", "date_joined")
 
 
 def _unusable_password() -> str:
