@@ -234,14 +234,17 @@ _NEW_USER_PER_LOGIN = ("username", "password", "last_login", "date_joined")
 
 
 @functools.cache
-def _new_user_constants() -> dict[str, Any]:
-    """The new user's column values that are the same for every login (the fields' plain
-    defaults), prepared for the database once rather than per login."""
-    constants = {}
+def _new_user_columns() -> tuple[dict[str, Any], list[Any]]:
+    """(the parameters of a new user's columns that are the same for every login, prepared for the
+    database once; the fields whose value is made per login: those above and callable defaults)."""
+    constants: dict[str, Any] = {}
+    varying = []
     for f in _login_statement()[1]:
-        if f.attname not in _NEW_USER_PER_LOGIN and not callable(f.default):
+        if f.attname in _NEW_USER_PER_LOGIN or callable(f.default):
+            varying.append(f)
+        else:
             constants[f"u_{f.attname}"] = f.get_db_prep_save(f.get_default(), connection)
-    return constants
+    return constants, varying
 
 
 def _unusable_password() -> str:
@@ -265,13 +268,12 @@ def _login_in_one_statement(appid: str, session: LoginSession, now: Any) -> Logi
         # commit and nothing after it (see _relax_commit for why a login may skip the flush).
         "relax": not connection.in_atomic_block,
     }
-    statement, new_fields, attnames = _login_statement()
-    params.update(_new_user_constants())
-    for f in new_fields:
-        if f.attname in per_login:
-            params[f"u_{f.attname}"] = f.get_db_prep_save(per_login[f.attname], connection)
-        elif callable(f.default):
-            params[f"u_{f.attname}"] = f.get_db_prep_save(f.get_default(), connection)
+    statement, _, attnames = _login_statement()
+    constants, varying = _new_user_columns()
+    params.update(constants)
+    for f in varying:
+        value = per_login[f.attname] if f.attname in per_login else f.get_default()
+        params[f"u_{f.attname}"] = f.get_db_prep_save(value, connection)
     try:
         with connection.cursor() as cursor:
             statement.execute(cursor, params)

@@ -147,15 +147,17 @@ class Sandbox:
             raise ValueError(f"unknown fault {fault!r}; one of {list(FAULTS)}")
         if not 0 <= count <= 1000:
             raise ValueError("count must be between 0 and 1000")
-        self.store.set(f"sbx:fault:{provider}", fault, 3600)
-        self.store.set(f"sbx:fault:{provider}:n", count, 3600)
+        fault_key, count_key = _fault_keys(provider)
+        self.store.set(fault_key, fault, 3600)
+        self.store.set(count_key, count, 3600)
 
     def faults(self) -> dict[str, dict[str, Any]]:
         pending = {}
         for name in self.providers:
-            left = self.store.get(f"sbx:fault:{name}:n") or 0
+            fault_key, count_key = _fault_keys(name)
+            left = self.store.get(count_key) or 0
             if left > 0:
-                pending[name] = {"fault": self.store.get(f"sbx:fault:{name}"), "count": left}
+                pending[name] = {"fault": self.store.get(fault_key), "count": left}
         return pending
 
     def take_fault(self, provider: str, kinds: Sequence[str] = ANSWER_FAULTS) -> str | None:

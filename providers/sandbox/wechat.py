@@ -90,7 +90,7 @@ class WechatSimulator:
     # --- HTTP surface ------------------------------------------------------------
     def takes_own_faults(self, request: SandboxRequest) -> bool:
         # A login takes a pending fault in the same step that uses its code up.
-        return request.path == "/sns/jscode2session"
+        return (request.method, request.path) == ("GET", "/sns/jscode2session")
 
     def handle(self, request: SandboxRequest) -> SandboxResponse:
         routes = {
