@@ -240,7 +240,8 @@ def _new_user_columns() -> tuple[dict[str, Any], list[Any]]:
     constants: dict[str, Any] = {}
     varying = []
     for f in _login_statement()[1]:
-        if f.attname in _NEW_USER_PER_LOGIN or callable(f.default):
+        # has_default(): a field without one holds NOT_PROVIDED, a class, which callable() accepts.
+        if f.attname in _NEW_USER_PER_LOGIN or (f.has_default() and callable(f.default)):
             varying.append(f)
         else:
             constants[f"u_{f.attname}"] = f.get_db_prep_save(f.get_default(), connection)
@@ -272,8 +273,10 @@ def _login_in_one_statement(appid: str, session: LoginSession, now: Any) -> Logi
     constants, varying = _new_user_columns()
     params.update(constants)
     for f in varying:
-        value = per_login[f.attname] if f.attname in per_login else f.get_default()
-        params[f"u_{f.attname}"] = f.get_db_prep_save(value, connection)
+        if f.attname in per_login:  # str and aware datetimes: the driver takes them as they are
+            params[f"u_{f.attname}"] = per_login[f.attname]
+        else:
+            params[f"u_{f.attname}"] = f.get_db_prep_save(f.get_default(), connection)
     try:
         with connection.cursor() as cursor:
             statement.execute(cursor, params)

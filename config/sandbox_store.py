@@ -49,6 +49,7 @@ class RedisSandboxStore:
     def __init__(self, redis_cache: Any) -> None:
         self._cache = redis_cache
         self._script: Any = None
+        self._kinds: dict[tuple[str, ...], list[Any]] = {}  # fault kinds, encoded once
 
     def get(self, key: str, default: Any = None) -> Any:
         return self._cache.get(key, default)
@@ -77,7 +78,11 @@ class RedisSandboxStore:
             self._script = redis.register_script(_CLAIM)
         keys = [client.make_key(k) for k in (fault_key, count_key, once.key, *(w.key for w in then))]
         args: list[Any] = [client.encode(once.value), int(once.ttl), len(kinds)]
-        args += [client.encode(kind) for kind in kinds]
+        kinds = tuple(kinds)
+        encoded = self._kinds.get(kinds)
+        if encoded is None:
+            encoded = self._kinds[kinds] = [client.encode(kind) for kind in kinds]
+        args += encoded
         for write in then:
             args += [client.encode(write.value), int(write.ttl)]
         outcome = int(self._script(keys=keys, args=args, client=redis))

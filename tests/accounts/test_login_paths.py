@@ -13,6 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts import services
 from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token
 from providers.sandbox.wechat import openid_for, unionid_for
 from tests.conftest import LOGIN, GraphQLClient
@@ -63,6 +64,13 @@ def test_a_new_user_has_the_defaults_create_user_gives(gql):
     # Unusable, and shaped as make_password(None) shapes it.
     assert not made.has_usable_password() and made.password[0] == probe.password[0]
     assert len(made.password) == len(probe.password) and made.password != probe.password
+
+
+def test_only_the_per_login_columns_of_a_new_user_are_made_per_login():
+    # A field without a default (nickname, email...) holds NOT_PROVIDED, a class: still a constant.
+    constants, varying = services._new_user_columns()
+    assert {f.attname for f in varying} == set(services._NEW_USER_PER_LOGIN)
+    assert {"u_nickname", "u_email", "u_is_active", "u_gender"} <= set(constants)
 
 
 @pytest.mark.postgres
