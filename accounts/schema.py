@@ -12,6 +12,7 @@ from graphql import GraphQLResolveInfo
 from accounts import services
 from accounts.models import User as UserModel
 from accounts.models import WechatIdentity
+from accounts.selectors import MiniprogramIds
 from schema.errors import AppError, ErrorCode
 from schema.permissions import current_user, login_required
 from schema.ratelimit import enforce
@@ -40,7 +41,7 @@ class User(DjangoObjectType):
         )
 
     @staticmethod
-    def _identity(user: UserModel) -> WechatIdentity | None:
+    def _identity(user: UserModel) -> WechatIdentity | MiniprogramIds | None:
         if not hasattr(user, "_miniprogram_identity"):
             user._miniprogram_identity = (  # type: ignore[attr-defined]
                 WechatIdentity.objects.filter(user=user, appid=settings.WECHAT_MINIPROGRAM_APPID)

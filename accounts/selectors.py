@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
 
 from accounts.models import User, WechatIdentity
 from config.db import Statement
+
+
+@dataclass(frozen=True, slots=True)
+class MiniprogramIds:
+    """A user's openid and unionid in the mini-program, read along with the user: what the
+    GraphQL `User.openid` / `unionid` resolve from (cheaper to make than a model instance)."""
+
+    openid: str
+    unionid: str
 
 
 @functools.cache
@@ -50,7 +60,5 @@ def active_user_for_token(username: str, appid: str) -> User | None:
     if not user.is_active:
         return None
     openid, unionid = row[len(attnames) :]
-    user._miniprogram_identity = (  # type: ignore[attr-defined]
-        WechatIdentity(user_id=user.pk, appid=appid, openid=openid, unionid=unionid or "") if openid else None
-    )
+    user._miniprogram_identity = MiniprogramIds(openid, unionid or "") if openid else None  # type: ignore[attr-defined]
     return user

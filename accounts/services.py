@@ -19,6 +19,7 @@ from django.utils import timezone
 from graphql_jwt.shortcuts import get_token
 
 from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token, new_refresh_token, new_username
+from accounts.selectors import MiniprogramIds
 from config import providers
 from config.db import Statement
 from providers.http import ProviderError, ProviderUnavailable
@@ -288,9 +289,7 @@ def _login_in_one_statement(appid: str, session: LoginSession, now: Any) -> Logi
     user = User.from_db(connection.alias, attnames, row[: len(attnames)])
     unionid, created = row[len(attnames)], row[len(attnames) + 1]
     # What the answer's `openid` / `unionid` resolve from, without another query.
-    user._miniprogram_identity = WechatIdentity(  # type: ignore[attr-defined]
-        user_id=user.pk, appid=appid, openid=session.openid, unionid=unionid or ""
-    )
+    user._miniprogram_identity = MiniprogramIds(session.openid, unionid or "")  # type: ignore[attr-defined]
     tokens = TokenPair(token=get_token(user), refresh_token=raw_token)
     return LoginResult(user=user, created=bool(created), tokens=tokens)
 

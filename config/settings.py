@@ -164,6 +164,9 @@ AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 GRAPHQL_JWT = {
     "JWT_SECRET_KEY": JWT_SECRET,
     "JWT_ALGORITHM": "HS256",
+    # PyJWT's encode and decode with the secret prepared once (schema/tokens.py).
+    "JWT_ENCODE_HANDLER": "schema.tokens.jwt_encode",
+    "JWT_DECODE_HANDLER": "schema.tokens.jwt_decode",
     "JWT_VERIFY_EXPIRATION": True,
     "JWT_EXPIRATION_DELTA": timedelta(minutes=env.int("JWT_EXPIRATION_MINUTES", default=10)),
     # Refresh tokens are our own rotating model (accounts.RefreshToken), not the JWT's origIat.
