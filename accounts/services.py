@@ -172,6 +172,35 @@ def _relax_commit() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
+# A new user's columns whose values differ per login. The others hold their field's default,
+# the same for every new user, which the statement carries as SQL literals.
+_NEW_USER_PER_LOGIN = ("username", "password")
+_NEW_USER_NOW = ("last_login", "date_joined")
+
+
+def _new_user_fields() -> tuple[list[Any], list[Any]]:
+    """(the fields of a new user whose value is the same for every login, those made per login:
+    the ones above and any with a callable default)."""
+    constant, varying = [], []
+    for f in User._meta.concrete_fields:
+        if f.primary_key or f.attname in _NEW_USER_NOW:
+            continue
+        # has_default(): a field without one holds NOT_PROVIDED, a class, which callable() accepts.
+        if f.attname in _NEW_USER_PER_LOGIN or (f.has_default() and callable(f.default)):
+            varying.append(f)
+        else:
+            constant.append(f)
+    return constant, varying
+
+
+def _literal(cursor: Any, field: Any) -> str | None:
+    """A field's default as a typed SQL literal, quoted by the driver; None for one holding a
+    "%", which would read differently prepared and unprepared (it stays a parameter)."""
+    value = field.get_db_prep_save(field.get_default(), connection)
+    literal = f"{cursor.mogrify('%s', [value]).decode()}::{field.db_type(connection)}"
+    return None if "%" in literal else literal
+
+
 @functools.cache
 def _login_statement() -> tuple[Statement, list[Any], list[str]]:
     """The usual login as one statement: an active user's identity gets the new session_key, or a
@@ -180,10 +209,17 @@ def _login_statement() -> tuple[Statement, list[Any], list[str]]:
     It returns no row, and writes nothing, when the locked path must decide: a disabled user,
     a unionid another app of ours already knows (to link), or a concurrent first login of the
     same openid (whose identity insert then fails the whole statement).
+
+    A new user's constant columns are literals in the statement: each parameter costs the driver
+    a quoting on every login, and there are more constants than anything else.
     """
     q = connection.ops.quote_name
     user, identity, refresh = (q(m._meta.db_table) for m in (User, WechatIdentity, RefreshToken))
     fields = User._meta.concrete_fields
+    constant, varying = _new_user_fields()
+    with connection.cursor() as cursor:
+        literals = {f.attname: _literal(cursor, f) for f in constant}
+    varying += [f for f in constant if literals[f.attname] is None]
     new_fields = [f for f in fields if not f.primary_key]
     columns = ", ".join(q(f.column) for f in fields)
     types = {
@@ -196,9 +232,11 @@ def _login_statement() -> tuple[Statement, list[Any], list[str]]:
         "token": "text",
         "relax": "boolean",
     }
-    types.update({f"u_{f.attname}": f.db_type(connection) or "text" for f in new_fields})
-    new_values = ", ".join(f"%(u_{f.attname})s" for f in new_fields)
-    # Identifiers come from model metadata, quoted; every value is a parameter.
+    types.update({f"u_{f.attname}": f.db_type(connection) or "text" for f in varying})
+    new_values = ", ".join(
+        "%(now)s" if f.attname in _NEW_USER_NOW else literals.get(f.attname) or f"%(u_{f.attname})s" for f in new_fields
+    )
+    # Identifiers come from model metadata, quoted; every value is a parameter or a literal the driver quoted.
     sql = f"""
 WITH cur AS (
     UPDATE {identity} i SET session_key = %(session_key)s, session_key_updated_at = %(now)s,
@@ -226,27 +264,8 @@ SELECT who.*, set_config('synchronous_commit',
     CASE WHEN %(relax)s THEN 'off' ELSE current_setting('synchronous_commit') END, true)
 FROM who
 """  # noqa: S608
-    # With the fields a new user's values come from, and the names of the columns it returns.
-    return Statement("wxb_login", sql, types), new_fields, [f.attname for f in fields]
-
-
-# A new user's columns whose values differ per login; the others are the fields' plain defaults.
-_NEW_USER_PER_LOGIN = ("username", "password", "last_login", "date_joined")
-
-
-@functools.cache
-def _new_user_columns() -> tuple[dict[str, Any], list[Any]]:
-    """(the parameters of a new user's columns that are the same for every login, prepared for the
-    database once; the fields whose value is made per login: those above and callable defaults)."""
-    constants: dict[str, Any] = {}
-    varying = []
-    for f in _login_statement()[1]:
-        # has_default(): a field without one holds NOT_PROVIDED, a class, which callable() accepts.
-        if f.attname in _NEW_USER_PER_LOGIN or (f.has_default() and callable(f.default)):
-            varying.append(f)
-        else:
-            constants[f"u_{f.attname}"] = f.get_db_prep_save(f.get_default(), connection)
-    return constants, varying
+    # With the fields whose values are made per login, and the names of the columns it returns.
+    return Statement("wxb_login", sql, types), varying, [f.attname for f in fields]
 
 
 def _unusable_password() -> str:
@@ -257,7 +276,6 @@ def _unusable_password() -> str:
 def _login_in_one_statement(appid: str, session: LoginSession, now: Any) -> LoginResult | None:
     """`_login_statement` for PostgreSQL; None when the locked path must decide."""
     raw_token, digest = new_refresh_token()
-    per_login = {"username": new_username(), "password": _unusable_password(), "last_login": now, "date_joined": now}
     params: dict[str, Any] = {
         "appid": appid,
         "openid": session.openid,
@@ -269,14 +287,12 @@ def _login_in_one_statement(appid: str, session: LoginSession, now: Any) -> Logi
         # In autocommit the statement is its own transaction: set_config(..., true) reaches its
         # commit and nothing after it (see _relax_commit for why a login may skip the flush).
         "relax": not connection.in_atomic_block,
+        "u_username": new_username(),
+        "u_password": _unusable_password(),
     }
-    statement, _, attnames = _login_statement()
-    constants, varying = _new_user_columns()
-    params.update(constants)
+    statement, varying, attnames = _login_statement()
     for f in varying:
-        if f.attname in per_login:  # str and aware datetimes: the driver takes them as they are
-            params[f"u_{f.attname}"] = per_login[f.attname]
-        else:
+        if f.attname not in _NEW_USER_PER_LOGIN:
             params[f"u_{f.attname}"] = f.get_db_prep_save(f.get_default(), connection)
     try:
         with connection.cursor() as cursor:

@@ -66,11 +66,19 @@ def test_a_new_user_has_the_defaults_create_user_gives(gql):
     assert len(made.password) == len(probe.password) and made.password != probe.password
 
 
-def test_only_the_per_login_columns_of_a_new_user_are_made_per_login():
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_a_login_sends_only_the_per_login_values():
     # A field without a default (nickname, email...) holds NOT_PROVIDED, a class: still a constant.
-    constants, varying = services._new_user_columns()
+    constant, varying = services._new_user_fields()
     assert {f.attname for f in varying} == set(services._NEW_USER_PER_LOGIN)
-    assert {"u_nickname", "u_email", "u_is_active", "u_gender"} <= set(constants)
+    assert {"nickname", "email", "is_active", "gender"} <= {f.attname for f in constant}
+    statement, _, _ = services._login_statement()
+    assert set(statement.names) == {
+        *("appid", "openid", "unionid", "session_key", "now", "kind", "token", "relax"),
+        *("u_username", "u_password"),
+    }
+    assert "''::varchar(64)" in statement.sql and "true::boolean" in statement.sql  # nickname, is_active
 
 
 @pytest.mark.postgres
