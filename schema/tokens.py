@@ -1,8 +1,9 @@
 """graphql_jwt's encode and decode handlers: PyJWT's, with the HMAC key prepared once.
 
 PyJWT prepares the key on every encode and decode: it checks that the secret is no PEM, SSH,
-DER or JWK key, which parses it as JSON and as a certificate. That is a quarter of making a
-token, and its outcome for a given secret never changes. Everything else, the bytes of the
+DER or JWK key, parsing it as JSON (and, with `cryptography` installed, as a DER key and a
+certificate). That is a quarter of making a token, and it depends on the secret alone, never on
+the token, so its outcome is kept. Everything else, the bytes of the
 token included, is PyJWT's own (tests/test_jwt_handlers.py).
 """
 
