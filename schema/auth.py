@@ -21,6 +21,7 @@ from graphql_jwt.settings import jwt_settings
 from graphql_jwt.utils import get_payload
 
 from accounts.selectors import active_user_for_token
+from schema.tokens import verifying_key
 
 PREFIX = "jwt"
 _UNRESOLVED = object()
@@ -45,7 +46,7 @@ def _verified(token: str, key: str) -> tuple[Any, Any]:
 
 def _username(token: str) -> Any:
     """The token's username, with graphql_jwt's checks and errors (get_payload's)."""
-    username, exp = _verified(token, jwt_settings.JWT_PUBLIC_KEY or jwt_settings.JWT_SECRET_KEY)
+    username, exp = _verified(token, verifying_key())
     if exp is not None and jwt_settings.JWT_VERIFY_EXPIRATION:
         leeway = jwt_settings.JWT_LEEWAY
         if isinstance(leeway, timedelta):

@@ -47,6 +47,11 @@ def _api() -> jwt.PyJWT:
 _API = _api()
 
 
+def verifying_key() -> Any:
+    """The key tokens are verified with (graphql_jwt's choice); schema/auth.py keys its cache on it."""
+    return jwt_settings.JWT_PUBLIC_KEY or jwt_settings.JWT_SECRET_KEY
+
+
 def jwt_encode(payload: dict[str, Any], context: Any = None) -> str:
     """graphql_jwt.utils.jwt_encode, on this module's PyJWT."""
     return _API.encode(
@@ -60,7 +65,7 @@ def jwt_decode(token: str, context: Any = None) -> dict[str, Any]:
     """graphql_jwt.utils.jwt_decode, on this module's PyJWT."""
     return _API.decode(
         token,
-        jwt_settings.JWT_PUBLIC_KEY or jwt_settings.JWT_SECRET_KEY,
+        verifying_key(),
         options={
             "verify_exp": jwt_settings.JWT_VERIFY_EXPIRATION,
             "verify_aud": jwt_settings.JWT_AUDIENCE is not None,
