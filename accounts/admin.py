@@ -53,12 +53,12 @@ class WechatIdentityAdmin(admin.ModelAdmin):
 
 @admin.register(RefreshToken)
 class RefreshTokenAdmin(admin.ModelAdmin):
-    list_display = ("id", "user", "created", "revoked")
-    list_filter = ("revoked",)
+    list_display = ("id", "user", "created", "revoked", "rotated")
+    list_filter = ("revoked", "rotated")
     raw_id_fields = ("user",)
     # The stored value is a digest; it is useless to show.
     exclude = ("token",)
-    readonly_fields = ("created",)
+    readonly_fields = ("created", "rotated")
     actions = ["revoke"]
 
     @admin.action(description="Revoke the selected refresh tokens")

@@ -91,6 +91,9 @@ class RefreshToken(models.Model):
     token = models.CharField(max_length=64, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     revoked = models.DateTimeField(null=True, blank=True)
+    # Revoked because it was exchanged for a new one: presenting it again is reuse (a stolen
+    # copy), not a client retrying after a sign-out. db_default: the login statement omits it.
+    rotated = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         indexes = [models.Index(fields=["user", "revoked"], name="refresh_token_user_live")]

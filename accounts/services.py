@@ -87,25 +87,29 @@ def _revoke_all(user_id: int) -> int:
 
 
 def refresh_tokens(*, refresh_token: str) -> TokenPair:
-    """Rotates a refresh token. Presenting one that was already rotated signs the user out everywhere."""
+    """Rotates a refresh token. Presenting one that was already rotated signs the user out everywhere;
+    one that was revoked (signed out) is only refused."""
     digest = hash_refresh_token(refresh_token)
     with transaction.atomic():
         row = RefreshToken.objects.select_for_update().select_related("user").filter(token=digest).first()
         if row is None:
             raise AppError(ErrorCode.UNAUTHENTICATED, "Unknown refresh token: log in again.")
-        reused_by = row.user_id if row.revoked is not None else None
-        if reused_by is None:
+        if row.revoked is None:
             if row.is_expired() or not row.user.is_active:
                 raise AppError(ErrorCode.UNAUTHENTICATED, "This refresh token has expired: log in again.")
             row.revoked = timezone.now()
-            row.save(update_fields=["revoked"])
+            row.rotated = True
+            row.save(update_fields=["revoked", "rotated"])
             return issue_tokens(row.user)
+        if not row.rotated:
+            raise AppError(ErrorCode.UNAUTHENTICATED, "This refresh token was revoked: log in again.")
+        reused_by = row.user_id
     # Outside the block above, so the revocation commits although we answer with an error.
     revoked = _revoke_all(reused_by)
     logger.warning("refresh token reused for user %s: revoked %s tokens", reused_by, revoked)
     raise AppError(
         ErrorCode.UNAUTHENTICATED,
-        "This refresh token was already used or revoked; for safety every session was signed out: log in again.",
+        "This refresh token was already used; for safety every session was signed out: log in again.",
     )
 
 

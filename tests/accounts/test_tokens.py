@@ -60,8 +60,31 @@ def test_revoke_acts_at_once(gql):
     token = gql.login("alice")["refreshToken"]
     assert gql(REVOKE, {"t": token})["data"]["revokeToken"]["revoked"] is True
     assert error_code(gql(REFRESH, {"t": token})) == "UNAUTHENTICATED"
+    assert RefreshToken.objects.count() == 1  # the refused refresh issued nothing
     # Revoking twice is fine.
     assert gql(REVOKE, {"t": token})["data"]["revokeToken"]["revoked"] is True
+
+
+def test_a_signed_out_token_presented_again_signs_out_no_other_device(gql):
+    # A client retrying its refresh after signing out is not a thief: only a rotated token's
+    # reuse revokes the family.
+    phone = gql.login("alice")["refreshToken"]
+    tablet = gql.login("alice:2")["refreshToken"]
+    gql(REVOKE, {"t": phone})
+    result = gql(REFRESH, {"t": phone})
+    assert error_code(result) == "UNAUTHENTICATED"
+    assert "revoked" in result["errors"][0]["message"]
+    assert live_tokens() == 1
+    assert gql(REFRESH, {"t": tablet})["data"]["refreshToken"]["refreshToken"]
+
+
+def test_rotation_marks_the_old_token_rotated_and_revocation_does_not(gql):
+    rotated = gql.login("alice")["refreshToken"]
+    gql(REFRESH, {"t": rotated})
+    signed_out = gql.login("bob")["refreshToken"]
+    gql(REVOKE, {"t": signed_out})
+    assert RefreshToken.objects.get(token=hash_refresh_token(rotated)).rotated is True
+    assert RefreshToken.objects.get(token=hash_refresh_token(signed_out)).rotated is False
 
 
 @pytest.mark.parametrize("mutation", [REFRESH, REVOKE])
@@ -80,7 +103,7 @@ def test_expired_refresh_token(gql, settings):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_refreshes_at_most_one_succeeds():
+def test_concurrent_refreshes_exactly_one_succeeds():
     user = User.objects.create(username="wx_concurrent")
     raw = services.issue_tokens(user).refresh_token
     barrier = threading.Barrier(10)
@@ -106,7 +129,9 @@ def test_concurrent_refreshes_at_most_one_succeeds():
     for t in threads:
         t.join()
     assert len(outcomes) == 10
-    assert outcomes.count("ok") <= 1
-    assert all(o in ("ok", ErrorCode.UNAUTHENTICATED) for o in outcomes)
-    # Whoever lost saw reuse, so no refresh token of the user is left alive.
+    # The row lock lets the first rotate; the other nine then see a rotated token.
+    assert outcomes.count("ok") == 1
+    assert outcomes.count(ErrorCode.UNAUTHENTICATED) == 9
+    # Whoever lost saw reuse, so no refresh token of the user is left alive, the winner's new one included.
+    assert RefreshToken.objects.filter(user=user).count() == 2
     assert RefreshToken.objects.filter(user=user, revoked__isnull=True).count() == 0
