@@ -99,6 +99,15 @@ def user_data_signature(raw_data: str, session_key: str) -> str:
     return hashlib.sha1((raw_data + session_key).encode("utf-8"), usedforsecurity=False).hexdigest()  # noqa: S324 (the protocol)
 
 
+def login_state_signature(session_key: str, data: str = "") -> str:
+    """User login-state signature: hmac_sha256(data, session_key), lower-case hex.
+
+    The key is the session_key string as given, not its base64 decoding; `data` is
+    the POST body, or "" for a GET request.
+    """
+    return hmac.new(session_key.encode("utf-8"), data.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def check_session_signature(session_key: str) -> str:
-    """wxa/checksession: HMAC-SHA256 of the empty string keyed by the session_key."""
-    return hmac.new(session_key.encode("utf-8"), b"", hashlib.sha256).hexdigest()
+    """wxa/checksession is a GET: the login-state signature of the empty string."""
+    return login_state_signature(session_key)

@@ -33,15 +33,19 @@ class TokenStore(Protocol):
 
 
 class MemoryTokenStore:
-    """One process only (the embedded default and unit tests)."""
+    """One process only (the embedded default and unit tests).
 
-    def __init__(self) -> None:
+    `clock` (seconds, monotonic) decides when entries expire; tests move it forward.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self._lock = threading.Lock()
         self._values: dict[str, tuple[str, float]] = {}
 
     def _get(self, key: str) -> str | None:
         item = self._values.get(key)
-        if item is None or item[1] <= time.monotonic():
+        if item is None or item[1] <= self.clock():
             self._values.pop(key, None)
             return None
         return item[0]
@@ -52,7 +56,7 @@ class MemoryTokenStore:
 
     def set(self, key: str, token: str, ttl: int) -> None:
         with self._lock:
-            self._values[key] = (token, time.monotonic() + ttl)
+            self._values[key] = (token, self.clock() + ttl)
 
     def delete_if(self, key: str, token: str) -> bool:
         with self._lock:
@@ -66,7 +70,7 @@ class MemoryTokenStore:
         with self._lock:
             if self._get(key) is not None:
                 return None
-            self._values[key] = (owner, time.monotonic() + ttl_ms / 1000)
+            self._values[key] = (owner, self.clock() + ttl_ms / 1000)
             return owner
 
     def release(self, key: str, owner: str) -> None:

@@ -37,6 +37,19 @@ class CountingFetch:
         return f"token-{n}", self.expires_in
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand, so a TTL can pass without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def run_together(target, n: int = THREADS) -> list:
     """Runs `target` in n threads released at once; returns results (or exceptions) in thread order."""
     barrier = threading.Barrier(n)
@@ -70,6 +83,21 @@ def test_memory_store_many_threads_one_fetch():
     # and the cached token is served afterwards without fetching
     assert manager.get() == "token-1"
     assert fetch.calls == 1
+
+
+def test_memory_store_many_threads_at_an_expired_token_one_fetch():
+    clock = FakeClock()
+    fetch = CountingFetch()
+    manager = AccessTokenManager(MemoryTokenStore(clock=clock), "access_token:wxtest", fetch)
+    assert manager.get() == "token-1"
+    assert manager.get() == "token-1" and fetch.calls == 1  # cached until its TTL passes
+
+    clock.advance(7200)  # past the cached TTL (expires_in minus the margin)
+    results = run_together(manager.get)
+    assert fetch.calls == 2
+    assert results == ["token-2"] * THREADS
+    assert manager.get() == "token-2"
+    assert fetch.calls == 2
 
 
 def test_invalidate_only_expires_the_token_still_cached():
@@ -133,6 +161,43 @@ def test_memory_store_basics():
 # --- WechatClient against the sandbox ------------------------------------------------------
 
 
+def count_token_endpoint_hits(monkeypatch, wechat_sandbox) -> list[str]:
+    """Counts hits on the sandbox's token endpoints, and makes them slow.
+
+    stable_token hands out the current token without issuing one, so token_fetches
+    alone would not see a second fetch there. The in-process sandbox answers within
+    one GIL slice; without the delay the first thread would finish before the others
+    start, and the threads would not really race.
+    """
+    hits: list[str] = []
+    for name in ("stable_token", "token"):
+        original = getattr(wechat_sandbox, name)
+
+        def counting(request, _original=original):
+            hits.append(request.path)
+            time.sleep(0.05)
+            return _original(request)
+
+        monkeypatch.setattr(wechat_sandbox, name, counting)
+    return hits
+
+
+def expire_cached_token(monkeypatch, client) -> None:
+    """Lets the TTL of the token cached in the app's own store pass (memory or Redis)."""
+    store = client.tokens.store
+    if isinstance(store, MemoryTokenStore):
+        real_clock = store.clock
+        monkeypatch.setattr(store, "clock", lambda: real_clock() + 7200)
+        return
+    from django_redis import get_redis_connection
+
+    conn = get_redis_connection("default")
+    key = f"{django_settings.CACHE_KEY_PREFIX}:wxtoken:{client.tokens.key}"
+    assert conn.pexpire(key, 1)  # the key really is the cached token
+    while conn.exists(key):  # wait until Redis has really expired it
+        time.sleep(0.005)
+
+
 @pytest.mark.parametrize("stable", [True, False], ids=["stable_token", "cgi-bin/token"])
 def test_sandbox_many_threads_one_token_fetch(settings, monkeypatch, wechat_sandbox, stable):
     settings.WECHAT_USE_STABLE_TOKEN = stable  # the client is built below, after this
@@ -140,24 +205,34 @@ def test_sandbox_many_threads_one_token_fetch(settings, monkeypatch, wechat_sand
     assert client.config.use_stable_token is stable
     assert providers.sandbox().providers["wechat"] is wechat_sandbox
     appid = client.config.appid
-    # Also count hits on the token endpoints: stable_token hands out the current token
-    # without issuing one, so token_fetches alone would not see a second fetch there.
-    hits = []
-    for name in ("stable_token", "token"):
-        original = getattr(wechat_sandbox, name)
-
-        def counting(request, _original=original):
-            hits.append(request.path)
-            return _original(request)
-
-        monkeypatch.setattr(wechat_sandbox, name, counting)
-
+    hits = count_token_endpoint_hits(monkeypatch, wechat_sandbox)
     before = wechat_sandbox.token_fetches(appid)
     results = run_together(client.access_token)
     assert wechat_sandbox.token_fetches(appid) == before + 1
     assert len(hits) == 1
     assert all(isinstance(r, str) and r.startswith("sbx_") for r in results), results
     assert len(set(results)) == 1
+
+
+@pytest.mark.parametrize("stable", [True, False], ids=["stable_token", "cgi-bin/token"])
+def test_sandbox_many_threads_at_an_expired_token_one_fetch(settings, monkeypatch, wechat_sandbox, stable):
+    settings.WECHAT_USE_STABLE_TOKEN = stable
+    client = providers.wechat_miniprogram()
+    assert client.tokens.store is providers.token_store()  # the store the app itself uses
+    appid = client.config.appid
+    old = client.access_token()
+    assert client.access_token() == old  # cached
+
+    expire_cached_token(monkeypatch, client)
+    wechat_sandbox.expire_access_token(appid)  # 7200 s on, WeChat's copy has died too
+    hits = count_token_endpoint_hits(monkeypatch, wechat_sandbox)
+    before = wechat_sandbox.token_fetches(appid)
+    results = run_together(client.access_token)
+    assert wechat_sandbox.token_fetches(appid) == before + 1
+    assert len(hits) == 1
+    new = results[0]
+    assert isinstance(new, str) and new.startswith("sbx_") and new != old, results
+    assert results == [new] * THREADS
 
 
 def test_rejected_token_is_refetched_once(wechat_sandbox):

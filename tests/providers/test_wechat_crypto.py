@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 
 import pytest
@@ -15,6 +13,7 @@ from providers.wechat.crypto import (
     check_session_signature,
     decrypt_user_data,
     encrypt_user_data,
+    login_state_signature,
     pkcs7_pad,
     pkcs7_unpad,
     user_data_signature,
@@ -59,6 +58,10 @@ SIGN_RAW_DATA = (
 )
 SIGN_SESSION_KEY = "HyVFkGl5F5OQWJZZaNzBBg=="
 SIGN_EXPECTED = "75e81ceda165f4ffa64f4068af58c64b8f54b88c"
+
+# The example of WeChat's "用户登录态签名" page (POST body '{"foo":"bar"}').
+LOGIN_SESSION_KEY = "o0q0otL8aEzpcZL/FT9WsQ=="
+LOGIN_EXPECTED = "654571f79995b2ce1e149e53c0a33dc39c0a74090db514261454e8dbe432aa0b"
 
 OTHER_KEY = base64.b64encode(bytes(range(16))).decode()  # another valid 16-byte key
 
@@ -257,19 +260,31 @@ def test_user_data_signature_changes_with_data_and_key():
     assert user_data_signature(SIGN_RAW_DATA, DEMO_SESSION_KEY) != SIGN_EXPECTED
 
 
-def test_hmac_key_convention_matches_the_official_login_state_example():
+def test_login_state_signature_matches_the_official_example():
     # WeChat's "用户登录态签名" page: hmac_sha256('{"foo":"bar"}', 'o0q0otL8aEzpcZL/FT9WsQ==') = 654571...
-    # i.e. the key is the session_key string itself, not its base64 decoding.
-    digest = hmac.new(b"o0q0otL8aEzpcZL/FT9WsQ==", b'{"foo":"bar"}', hashlib.sha256).hexdigest()
-    assert digest == "654571f79995b2ce1e149e53c0a33dc39c0a74090db514261454e8dbe432aa0b"
+    assert login_state_signature(LOGIN_SESSION_KEY, '{"foo":"bar"}') == LOGIN_EXPECTED
 
 
-@pytest.mark.parametrize("session_key", [DEMO_SESSION_KEY, SIGN_SESSION_KEY, "o0q0otL8aEzpcZL/FT9WsQ=="])
-def test_check_session_signature_is_hmac_sha256_of_empty_string(session_key):
-    expected = hmac.new(session_key.encode("utf-8"), b"", hashlib.sha256).hexdigest()
+def test_login_state_signature_signs_the_body_as_utf8():
+    # A body with Chinese text must be signed as the UTF-8 bytes the client sends. Obtained with:
+    # printf '%s' '{"nickName":"小明"}' | openssl dgst -sha256 -hmac 'o0q0otL8aEzpcZL/FT9WsQ=='
+    expected = "d827fe5a4f52b63706d2d8edd0af381bbc8794cf4acfad9cfd7c8e893d7cb954"
+    assert login_state_signature(LOGIN_SESSION_KEY, '{"nickName":"小明"}') == expected
+
+
+def test_login_state_signature_depends_on_data_and_key():
+    assert login_state_signature(LOGIN_SESSION_KEY, '{"foo":"baz"}') != LOGIN_EXPECTED
+    assert login_state_signature(DEMO_SESSION_KEY, '{"foo":"bar"}') != LOGIN_EXPECTED
+
+
+@pytest.mark.parametrize(
+    ("session_key", "expected"),
+    [
+        # Obtained independently with: printf '' | openssl dgst -sha256 -hmac 'o0q0otL8aEzpcZL/FT9WsQ=='
+        (LOGIN_SESSION_KEY, "46e043c5525c2d817c44be603d30837a808a1d930d038f6fdc3e62a201fed128"),
+        # Obtained independently with: printf '' | openssl dgst -sha256 -hmac 'tiihtNczf5v6AKRyjwEUhQ=='
+        (DEMO_SESSION_KEY, "7154f9f8b4b76b92f541cbf0e37d48840fa06e5e42da92a6f80168a1516a4735"),
+    ],
+)
+def test_check_session_signature_is_the_get_signature_computed_by_openssl(session_key, expected):
     assert check_session_signature(session_key) == expected
-    assert len(expected) == 64
-
-
-def test_check_session_signature_differs_per_key():
-    assert check_session_signature(DEMO_SESSION_KEY) != check_session_signature(SIGN_SESSION_KEY)
