@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from typing import Any
 
+import graphene
 import pytest
 from django.test import Client
 from graphene.validation import DisableIntrospection
-from graphql import NoSchemaIntrospectionCustomRule, parse, validate
+from graphql import (
+    GraphQLInterfaceType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    NoSchemaIntrospectionCustomRule,
+    get_named_type,
+    parse,
+    validate,
+)
 
 import accounts.services
 import schema.view
+from accounts.models import RefreshToken, User, WechatIdentity
+from config.middleware import RequestIdFilter
 from providers.http import ProviderError, ProviderUnavailable
 from schema.schema import schema as app_schema
 from schema.validation import complexity_rule, validation_rules
@@ -49,12 +61,22 @@ def _all_codes(result: dict[str, Any]) -> list[str]:
     return [error["extensions"]["code"] for error in result["errors"]]
 
 
-def _nested(depth: int, leaf: str = "id") -> str:
+def _nested(depth: int, leaf: str = "id", field: str = "f") -> str:
     """`{ f { f { ... leaf } } }` with `depth` levels of fields (the leaf is the deepest one)."""
     body = leaf
     for _ in range(depth - 1):
-        body = f"f {{ {body} }}"
+        body = f"{field} {{ {body} }}"
     return "{ " + body + " }"
+
+
+def _deepest(type_: GraphQLNamedType, seen: frozenset[str] = frozenset()) -> float:
+    """The longest field path below `type_` (infinite when a type can contain itself)."""
+    if not isinstance(type_, GraphQLObjectType | GraphQLInterfaceType):
+        return 0
+    if type_.name in seen:
+        return float("inf")
+    inner = seen | {type_.name}
+    return max((1 + _deepest(get_named_type(field.type), inner) for field in type_.fields.values()), default=0)
 
 
 def _post(client: Client, payload: Any, **extra: Any) -> Any:
@@ -256,7 +278,7 @@ def test_too_many_aliases_end_to_end(gql):
 
 def test_depth_limit_end_to_end_with_fresh_view(settings, rf):
     # A query nested 11 levels is not expressible in our shallow schema, so the default depth
-    # of 10 is checked by the direct rule tests above; here a view built with
+    # of 10 is checked over a deeper stand-in schema below; here a view built with
     # GRAPHQL_MAX_DEPTH=1 shows the setting reaches the endpoint.
     settings.GRAPHQL_MAX_DEPTH = 1
     view = AppGraphQLView.as_view()
@@ -271,6 +293,79 @@ def test_depth_limit_end_to_end_with_fresh_view(settings, rf):
     response = view(request)
     assert response.status_code == 200
     assert json.loads(response.content) == {"data": {"__typename": "Query"}}
+
+
+class _Level(graphene.ObjectType):
+    """A type that contains itself, so documents of any depth are valid (ours stop at 5)."""
+
+    level = graphene.Int(required=True)
+    next = graphene.Field(lambda: _Level)
+
+    @staticmethod
+    def resolve_level(parent: int, info: Any) -> int:
+        return parent
+
+    @staticmethod
+    def resolve_next(parent: int, info: Any) -> int:
+        return parent + 1
+
+
+class _DeepQuery(graphene.ObjectType):
+    next = graphene.Field(_Level)
+
+    @staticmethod
+    def resolve_next(root: Any, info: Any) -> int:
+        return 1
+
+
+DEEP_SCHEMA = graphene.Schema(query=_DeepQuery)
+
+
+def test_default_depth_limit_of_ten_end_to_end(settings, rf):
+    # No path in our schema is deeper than 10 (the deepest is orders.edges.node.product.sku), so the
+    # default limit is exercised through the real view over a schema that nests without end.
+    assert _deepest(GRAPHQL_SCHEMA.query_type) < settings.GRAPHQL_MAX_DEPTH
+    assert _deepest(GRAPHQL_SCHEMA.mutation_type) < settings.GRAPHQL_MAX_DEPTH
+    assert settings.GRAPHQL_MAX_DEPTH == 10  # the documented default; the suite sets no GRAPHQL_* variable
+    view = AppGraphQLView.as_view(schema=DEEP_SCHEMA)
+
+    def post(query: str) -> Any:
+        return view(rf.post("/graphql/", json.dumps({"query": query}), content_type="application/json"))
+
+    at_limit = post(_nested(10, leaf="level", field="next"))
+    assert at_limit.status_code == 200
+    data = json.loads(at_limit.content)["data"]
+    for _ in range(9):
+        data = data["next"]
+    assert data == {"level": 9}  # executed all the way down
+
+    deeper = post(_nested(11, leaf="level", field="next"))
+    assert deeper.status_code == 400
+    body = json.loads(deeper.content)
+    assert _all_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"] == "the operation is nested deeper than 10 levels."
+    assert "data" not in body
+
+
+def test_alias_flooded_login_mutation_changes_nothing(gql, settings):
+    # Each alias would be one login: refused as a whole at validation, before any resolver runs.
+    count = settings.GRAPHQL_MAX_ALIASES + 1
+    codes = [f"alice:{i}" for i in range(1, count + 1)]
+    logins = " ".join(f'l{i}: wechatLogin(code: "{code}") {{ token refreshToken }}' for i, code in enumerate(codes))
+    response = gql.raw(f"mutation Flood {{ {logins} }}")
+    assert response.status_code == 400
+    body = response.json()
+    assert _all_codes(body) == ["BAD_USER_INPUT"]
+    assert body["errors"][0]["message"] == f"Flood uses more than {settings.GRAPHQL_MAX_ALIASES} aliases."
+    assert "data" not in body
+    assert (User.objects.count(), WechatIdentity.objects.count(), RefreshToken.objects.count()) == (0, 0, 0)
+    # The sandbox never saw the codes: the first and the last still log in, once each.
+    first = gql(LOGIN, {"code": codes[0]})
+    assert "errors" not in first, first
+    last = gql(LOGIN, {"code": codes[-1]})
+    assert "errors" not in last, last
+    assert last["data"]["wechatLogin"]["user"]["id"] == first["data"]["wechatLogin"]["user"]["id"]
+    assert (User.objects.count(), WechatIdentity.objects.count(), RefreshToken.objects.count()) == (1, 1, 2)
 
 
 def test_introspection_setting_reaches_a_fresh_view(settings, rf):
@@ -380,7 +475,7 @@ def test_get_query_with_accept_json(client, db):
 
 def test_unexpected_error_is_masked_as_internal(gql, monkeypatch, caplog):
     def boom(**_kwargs: Any) -> Any:
-        raise RuntimeError("secret-detail session_key=abc")
+        raise RuntimeError("secret-detail of the failure")
 
     monkeypatch.setattr(accounts.services, "wechat_login", boom)
     with caplog.at_level(logging.INFO):
@@ -411,6 +506,47 @@ def test_internal_error_quotes_the_incoming_request_id(gql, monkeypatch):
     assert error_code(result) == "INTERNAL"
     assert "req-0123456789" in result["errors"][0]["message"]
     assert "session_key" not in response.content.decode()
+
+
+def _console_handler() -> logging.StreamHandler[Any]:
+    """The handler settings.LOGGING puts on the root logger (caplog bypasses its filter and format)."""
+    handlers = [h for h in logging.getLogger().handlers if any(isinstance(f, RequestIdFilter) for f in h.filters)]
+    assert len(handlers) == 1, logging.getLogger().handlers
+    assert isinstance(handlers[0], logging.StreamHandler)
+    return handlers[0]
+
+
+@pytest.mark.parametrize("incoming", ["req-log-0123456789", None], ids=["from-proxy", "generated"])
+def test_internal_error_log_line_carries_the_request_id_the_client_quotes(gql, monkeypatch, incoming):
+    def boom(**_kwargs: Any) -> Any:
+        raise RuntimeError("secret-detail of the failure")
+
+    monkeypatch.setattr(accounts.services, "wechat_login", boom)
+    extra = {"HTTP_X_REQUEST_ID": incoming} if incoming else {}
+    handler = _console_handler()
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    try:
+        response = gql.raw(LOGIN, {"code": "masked"}, **extra)
+    finally:
+        handler.setStream(previous)
+
+    request_id = response["X-Request-ID"]
+    # The proxy's id is kept; without one the middleware makes a uuid4 hex.
+    assert request_id == incoming if incoming else len(request_id) == 32
+    result = response.json()
+    assert _all_codes(result) == ["INTERNAL"]
+    assert result["errors"][0]["message"] == f"Internal error: quote request id {request_id} when reporting it."
+    body = response.content.decode()
+    for leak in ("secret-detail", "session_key", "Traceback", "RuntimeError", 'File "'):
+        assert leak not in body
+    # The operator greps the quoted id and finds the one error line, with its traceback after it.
+    log = stream.getvalue()
+    errors = [line for line in log.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, log
+    assert errors[0].endswith(f" ERROR schema [{request_id}] internal error in ['wechatLogin']")
+    assert "Traceback (most recent call last)" in log
+    assert "RuntimeError: secret-detail of the failure" in log
 
 
 def test_provider_unavailable_maps_to_its_code(gql, monkeypatch):
@@ -475,6 +611,36 @@ def test_document_cache_within_one_view_instance(monkeypatch):
     assert len(calls) == 1
     view.prepare("{ me { id } }")
     assert len(calls) == 2
+
+
+def test_document_cache_is_a_bounded_lru(gql, settings, monkeypatch):
+    # A size no other test uses gives a cache of its own; the class-level registry is restored after.
+    monkeypatch.setattr(AppGraphQLView, "_prepared", {})
+    settings.GRAPHQL_DOCUMENT_CACHE_SIZE = 3
+    calls = _spy_parse(monkeypatch)
+    docs = [f"{{ d{i}: __typename }}" for i in range(4)]
+    sizes: list[int] = []
+
+    def ask(i: int) -> None:
+        assert gql(docs[i]) == {"data": {f"d{i}": "Query"}}
+        (prepare,) = AppGraphQLView._prepared.values()  # one cache, shared by every request's view
+        assert prepare.cache_info().maxsize == 3
+        sizes.append(prepare.cache_info().currsize)
+
+    ask(0)
+    ask(0)
+    assert calls == docs[:1]  # the repeat came from the cache
+    ask(1)
+    ask(2)
+    ask(0)  # a hit, which makes d1 the least recently used
+    assert calls == docs[:3]
+    ask(3)  # a fourth document evicts d1
+    ask(0)
+    ask(2)
+    assert calls == docs
+    ask(1)
+    assert calls == [*docs, docs[1]]  # evicted, so parsed again
+    assert max(sizes) == 3
 
 
 def test_cached_invalid_document_is_still_rejected_each_time(gql):
