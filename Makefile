@@ -1,12 +1,20 @@
-# The two commands: `make run` and `make test`. Both work on a machine with only python3.
-PYTHON ?= python3
+# The two commands: `make run` and `make test`. Both work on a machine with only python3, if it is 3.11.
+# pyproject.toml pins 3.11: prefer python3.11 when it runs (a pyenv shim may exist without it), else python3.
+PYTHON_VERSION := 3.11
+PYTHON ?= $(shell python$(PYTHON_VERSION) -c '' >/dev/null 2>&1 && echo python$(PYTHON_VERSION) || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
 
 .PHONY: run test install lint schema bench clean
 
+# Checked before the venv exists: a venv of another Python would fail later, far from the cause.
 $(BIN)/python:
+	@found="$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)"; \
+	if [ "$$found" != "$(PYTHON_VERSION)" ]; then \
+		echo "Python $(PYTHON_VERSION) is needed, but $(PYTHON) is $${found:-not a working Python}: install python$(PYTHON_VERSION) or run make PYTHON=/path/to/python$(PYTHON_VERSION)." >&2; \
+		exit 1; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python

@@ -1,16 +1,20 @@
-"""Settings from the environment: production refuses unsafe secrets and an implicit sandbox; --deploy passes.
+"""Settings from the environment: production refuses unsafe secrets and an implicit sandbox; --deploy passes;
+connections, introspection and the sandbox's credentials follow DEBUG and the environment.
 
-Each case runs `manage.py` in a subprocess with a clean environment, since settings are read at import.
+Each case runs `manage.py` or a short script in a subprocess with a clean environment, since settings are
+read at import.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -240,3 +244,175 @@ def test_sandbox_next_to_a_real_merchant_in_production_is_refused(tmp_path):
     result = _check(_production(tmp_path, SANDBOX="1", WECHATPAY_MCH_ID="1900000001"))
     assert result.returncode != 0
     assert "WECHATPAY_MCH_ID" in result.stderr
+
+
+# --- database connections ----------------------------------------------------------------------
+
+_CONNECTION = """
+import json
+import django
+django.setup()
+from django.conf import settings
+from django.core.signals import request_finished, request_started
+from django.db import connection
+request_started.send(sender=None)
+connection.ensure_connection()
+request_finished.send(sender=None)
+kept = connection.connection is not None
+print(json.dumps({"conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"], "kept": kept}))
+"""
+
+
+def _connection(env: dict[str, str]) -> Any:
+    result = _run(["-c", _CONNECTION], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    ("debug", "override", "conn_max_age"),
+    [("0", None, 600), ("0", "30", 30), ("0", "0", 0), ("1", None, 0), ("1", "60", 60)],
+    ids=["production", "production-30", "production-0", "debug", "debug-60"],
+)
+def test_connections_outlive_a_request_in_production_only(tmp_path, debug, override, conn_max_age):
+    # The documented defaults (README, .env.example): 600 s with DEBUG=0, per request with DEBUG=1.
+    extra = {"DB_CONN_MAX_AGE": override} if override is not None else {}
+    if debug == "0":
+        env = _production(tmp_path, **extra)
+    else:
+        env = _env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", **extra)
+    # Whether the connection survives the end of a request is what the setting is for.
+    assert _connection(env) == {"conn_max_age": conn_max_age, "kept": conn_max_age > 0}
+
+
+# --- GraphQL introspection ---------------------------------------------------------------------
+
+_INTROSPECT = """
+import json
+import django
+django.setup()
+from django.conf import settings
+from django.test import Client
+# Over https to the allowed host, as production serves it (plain http is redirected there).
+response = Client().post(
+    "/graphql/",
+    {"query": "{ __schema { queryType { name } } }"},
+    content_type="application/json",
+    secure=True,
+    HTTP_HOST="api.example.com",
+)
+print(json.dumps({"setting": settings.GRAPHQL_INTROSPECTION, "status": response.status_code, "body": response.json()}))
+"""
+
+
+def _introspect(env: dict[str, str]) -> Any:
+    result = _run(["-c", _INTROSPECT], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+ANSWERED = {"setting": True, "status": 200, "body": {"data": {"__schema": {"queryType": {"name": "Query"}}}}}
+
+
+def _assert_refused(out: Any) -> None:
+    body = out["body"]
+    assert (out["setting"], out["status"], "data" in body) == (False, 400, False), out
+    # One error per introspection field asked for, each with the code the API uses for bad input.
+    assert body["errors"] and {error["extensions"]["code"] for error in body["errors"]} == {"BAD_USER_INPUT"}
+    assert "introspection has been disabled" in body["errors"][0]["message"]
+
+
+def test_production_refuses_introspection_by_default(tmp_path):
+    _assert_refused(_introspect(_production(tmp_path)))
+
+
+def test_production_answers_introspection_when_asked(tmp_path):
+    assert _introspect(_production(tmp_path, GRAPHQL_INTROSPECTION="1")) == ANSWERED
+
+
+def test_debug_answers_introspection_by_default(tmp_path):
+    env = _env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}")
+    assert _introspect(env) == ANSWERED
+
+
+def test_debug_refuses_introspection_when_turned_off(tmp_path):
+    env = _env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", GRAPHQL_INTROSPECTION="0")
+    _assert_refused(_introspect(env))
+
+
+# --- sandbox credentials -----------------------------------------------------------------------
+
+# Prints the sandbox's WeChat apps, whether the configured client logs in there, and the errcode the
+# sandbox answers each (appid, secret) pair given as arguments with.
+_SANDBOX_APP = """
+import json
+import sys
+import django
+django.setup()
+from django.conf import settings
+# Never send these codes to the real WeChat.
+assert settings.SANDBOX, "the sandbox is off"
+from config import providers
+from providers.http import ProviderError, make_session
+from providers.sandbox.transport import SandboxTransport
+from providers.sandbox.wechat import openid_for
+from providers.wechat.api import DEFAULT_BASE_URL, WechatAppConfig, WechatClient
+from providers.wechat.token import MemoryTokenStore
+
+def errcode(appid, secret):
+    http = providers.http_config()
+    session = make_session(http, {DEFAULT_BASE_URL: SandboxTransport(providers.sandbox, {DEFAULT_BASE_URL: "wechat"})})
+    client = WechatClient(WechatAppConfig(appid=appid, secret=secret), session, http, MemoryTokenStore())
+    try:
+        client.code2session("bob")
+    except ProviderError as exc:
+        return exc.errcode
+    return 0
+
+apps = providers.sandbox().providers["wechat"].apps
+configured = providers.wechat_miniprogram()
+login = configured.code2session("alice")
+pairs = sys.argv[1:]
+print(json.dumps({
+    "apps": {app.appid: app.secret for app in apps.values()},
+    "configured": [configured.config.appid, configured.config.secret],
+    "logged_in": login.openid == openid_for(configured.config.appid, "alice"),
+    "errcodes": [errcode(pairs[i], pairs[i + 1]) for i in range(0, len(pairs), 2)],
+}))
+"""
+
+
+def _sandbox_app(env: dict[str, str], *pairs: str) -> Any:
+    result = _run(["-c", _SANDBOX_APP, *pairs], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def _fixed_credentials(tmp_path: Path) -> tuple[str, str]:
+    out = _sandbox_app(_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}"))
+    appid, secret = out["configured"]
+    return appid, secret
+
+
+def test_sandbox_without_credentials_uses_the_fixed_test_app(tmp_path):
+    debug = _sandbox_app(_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}"))
+    production = _sandbox_app(_drop_wechat(_production(tmp_path, SANDBOX="1")))
+    appid, secret = debug["configured"]
+    assert appid and secret
+    # The same app in every process and configuration: fixed, not generated per run.
+    assert debug == production
+    assert debug["apps"] == {appid: secret}
+    assert debug["logged_in"] is True
+
+
+def test_sandbox_serves_the_credentials_given_in_the_environment(tmp_path):
+    fixed_appid, fixed_secret = _fixed_credentials(tmp_path)
+    env = _production(tmp_path, SANDBOX="1")
+    appid, secret = env["WECHAT_MINIPROGRAM_APPID"], env["WECHAT_MINIPROGRAM_SECRET"]
+    assert (appid, secret) != (fixed_appid, fixed_secret)
+    out = _sandbox_app(env, appid, _secret(32), appid, fixed_secret, fixed_appid, fixed_secret, appid, secret)
+    assert out["apps"] == {appid: secret}
+    assert out["configured"] == [appid, secret]
+    assert out["logged_in"] is True
+    # Another secret, or the fixed test app, is refused as WeChat refuses them (40125, 40013).
+    assert out["errcodes"] == [40125, 40125, 40013, 0]
