@@ -4,10 +4,12 @@ import base64
 import json
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import jwt
 import pytest
 from django.conf import settings
+from django_ratelimit import core as ratelimit_core
 from graphql_jwt.exceptions import JSONWebTokenError
 from graphql_jwt.utils import jwt_encode
 
@@ -98,7 +100,17 @@ def test_provider_errors_answer_unavailable(gql, fault):
     assert gql.login("dave")["created"] is True  # the code was not used up
 
 
-def test_login_rate_limited_per_ip(gql, settings):
+@pytest.fixture
+def one_ratelimit_window(monkeypatch):
+    """django-ratelimit counts in fixed windows that it computes from `time.time()` (core._get_window):
+    a window edge falling mid-test would reset the count and let the request meant to be refused
+    through. Its clock, and only its, stands still here, so every request of the test shares one window
+    (the counter's cache entry still expires on the real clock, after period + 5 s: 65 s for "2/m")."""
+    frozen = time.time()
+    monkeypatch.setattr(ratelimit_core, "time", SimpleNamespace(time=lambda: frozen))
+
+
+def test_login_rate_limited_per_ip(gql, settings, one_ratelimit_window):
     settings.RATELIMIT_LOGIN = "2/m"
     gql.login("u1")
     gql.login("u2")
@@ -111,11 +123,29 @@ def test_login_rate_limited_per_ip(gql, settings):
     assert other["data"]["wechatLogin"]["created"] is True
 
 
-def test_login_rate_limited_per_code(gql, settings):
+def test_login_rate_limited_per_code(gql, settings, one_ratelimit_window):
     settings.RATELIMIT_LOGIN_CODE = "2/m"
     gql.login("erin")
     assert error_code(gql(LOGIN, {"code": "erin"})) == "BAD_USER_INPUT"  # used
+    before = counts(), list(WechatIdentity.objects.values_list("session_key", "last_login_at"))
     assert error_code(gql(LOGIN, {"code": "erin"})) == "RATE_LIMITED"
+    assert (counts(), list(WechatIdentity.objects.values_list("session_key", "last_login_at"))) == before
+    # The limit is per code: the same user's next code still logs in.
+    assert gql.login("erin:2")["created"] is False
+
+
+def test_a_login_refused_by_the_code_limit_leaves_the_code_unused(gql, settings, one_ratelimit_window):
+    settings.RATELIMIT_LOGIN_CODE = "2/m"
+    # Two attempts that WeChat fails before using the code up still count towards its limit.
+    providers.sandbox().set_fault("wechat", "http_500", 2)
+    for _ in range(2):
+        assert error_code(gql(LOGIN, {"code": "fern"})) == "PROVIDER_UNAVAILABLE"
+    before = counts()
+    assert error_code(gql(LOGIN, {"code": "fern"})) == "RATE_LIMITED"
+    assert counts() == before
+    # The refused attempt never reached WeChat: once the limit is lifted, the code still works.
+    settings.RATELIMIT_LOGIN_CODE = "0"
+    assert gql.login("fern")["created"] is True
 
 
 def test_rate_limit_zero_turns_it_off(gql, settings):

@@ -1,0 +1,168 @@
+"""The admin: every model is in it, the accounts pages answer and never show a session_key; the dev superuser."""
+
+import base64
+import io
+
+import pytest
+from django.apps import apps
+from django.conf import settings
+from django.contrib import admin
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import RefreshToken, User, WechatIdentity
+
+# Valid base64 of 16 bytes, like a real one, and distinctive enough to be found anywhere.
+SESSION_KEY = "SeCrEtSeSsIoNkEy7f3c9a=="
+OPENID = "o-admin-test-openid-0001"
+USERNAME = "wx_admin_test"
+OUR_APPS = ("accounts", "payments", "notifications")
+
+
+def _url(name, *args, query=""):
+    return lambda identity: reverse(f"admin:accounts_{name}", args=[arg(identity) for arg in args]) + query
+
+
+def _user(identity):
+    return identity.user_id
+
+
+def _identity(identity):
+    return identity.pk
+
+
+def _token(identity):
+    return RefreshToken.objects.get(user=identity.user).pk
+
+
+# page: (its url from the identity, a string showing the page rendered that identity's rows, if it should)
+PAGES = {
+    "user list": (_url("user_changelist"), USERNAME),
+    "user search by openid": (_url("user_changelist", query=f"?q={OPENID}"), USERNAME),
+    "user change": (_url("user_change", _user), OPENID),  # the identity inline
+    "user add": (_url("user_add"), None),
+    "user delete": (_url("user_delete", _user), OPENID),  # lists the related rows
+    "user history": (_url("user_history", _user), USERNAME),
+    "identity list": (_url("wechatidentity_changelist"), OPENID),
+    "identity search by openid": (_url("wechatidentity_changelist", query=f"?q={OPENID}"), OPENID),
+    "identity change": (_url("wechatidentity_change", _identity), OPENID),
+    "identity add": (_url("wechatidentity_add"), None),
+    "identity delete": (_url("wechatidentity_delete", _identity), OPENID),
+    "identity history": (_url("wechatidentity_history", _identity), OPENID),
+    "refresh token list": (_url("refreshtoken_changelist"), USERNAME),
+    "refresh token change": (_url("refreshtoken_change", _token), USERNAME),
+    "refresh token add": (_url("refreshtoken_add"), None),
+}
+
+
+@pytest.fixture
+def identity(db):
+    user = User.objects.create_user(username=USERNAME, nickname="Alice")
+    identity = WechatIdentity.objects.create(
+        user=user,
+        appid=settings.WECHAT_MINIPROGRAM_APPID,
+        openid=OPENID,
+        unionid="u-admin-test",
+        session_key=SESSION_KEY,
+        session_key_updated_at=timezone.now(),
+        last_login_at=timezone.now(),
+    )
+    RefreshToken.objects.create(user=user)
+    # Another user, so a search that finds everything is told apart from one that finds the row.
+    other = User.objects.create_user(username="wx_admin_other")
+    WechatIdentity.objects.create(
+        user=other, appid=settings.WECHAT_MINIPROGRAM_APPID, openid="o-other", session_key="x"
+    )
+    return identity
+
+
+def test_every_model_of_ours_is_in_the_admin(admin_client):
+    ours = [model for model in apps.get_models() if model._meta.app_label in OUR_APPS]
+    assert {model._meta.app_label for model in ours} >= {"accounts", "payments"}
+    assert [model._meta.label for model in ours if not admin.site.is_registered(model)] == []
+    for model in ours:
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        assert admin_client.get(url).status_code == 200, model._meta.label
+
+
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_admin_page_answers_without_the_session_key(admin_client, identity, page):
+    url, marker = PAGES[page]
+    response = admin_client.get(url(identity))
+    assert response.status_code == 200
+    html = response.content.decode()
+    if marker:  # the page did render the rows, so the key's absence means something
+        assert marker in html
+    assert SESSION_KEY not in html
+    assert base64.b64decode(SESSION_KEY).hex() not in html
+
+
+@pytest.mark.parametrize("model", ["user", "wechatidentity"])
+def test_admin_search_by_openid_finds_only_that_row(admin_client, identity, model):
+    response = admin_client.get(reverse(f"admin:accounts_{model}_changelist"), {"q": OPENID})
+    expected = identity.user if model == "user" else identity
+    assert list(response.context["cl"].result_list) == [expected]
+
+
+@pytest.mark.parametrize("model", ["user", "wechatidentity"])
+def test_admin_search_cannot_probe_the_session_key(admin_client, identity, model):
+    """A search that matched the key would confirm guesses of it, one search at a time."""
+    response = admin_client.get(reverse(f"admin:accounts_{model}_changelist"), {"q": SESSION_KEY})
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == []
+
+
+def test_saving_an_identity_in_the_admin_keeps_its_session_key(admin_client, identity):
+    url = reverse("admin:accounts_wechatidentity_change", args=[identity.pk])
+    form = {
+        "user": identity.user_id,
+        "kind": identity.kind,
+        "appid": identity.appid,
+        "openid": identity.openid,
+        "unionid": "u-edited",
+        "last_login_at_0": "",
+        "last_login_at_1": "",
+    }
+    response = admin_client.post(url, form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    identity.refresh_from_db()
+    assert identity.unionid == "u-edited"  # the form was saved...
+    assert identity.session_key == SESSION_KEY  # ...without blanking the key it never showed
+
+
+# --- ensure_dev_superuser (`make run`) -----------------------------------------------------
+
+
+def _ensure_dev_superuser():
+    out = io.StringIO()
+    call_command("ensure_dev_superuser", stdout=out)
+    return out.getvalue()
+
+
+def test_dev_superuser_is_admin_admin_and_created_once(db, settings):
+    settings.DEBUG = True
+    _ensure_dev_superuser()
+    first = User.objects.get()
+    # A second run (every `make run`) neither adds a user nor resets a password changed since.
+    first.set_password("changed-since")
+    first.save()
+    assert "exists" in _ensure_dev_superuser()
+    user = User.objects.get()
+    assert (user.pk, user.username) == (first.pk, "admin")
+    assert user.is_superuser and user.is_staff and user.is_active
+    assert user.check_password("changed-since")
+
+
+def test_dev_superuser_logs_in_to_the_admin_with_the_readme_password(db, settings, client):
+    settings.DEBUG = True
+    _ensure_dev_superuser()
+    assert client.login(username="admin", password="admin")  # README: "admin / admin"
+    assert client.get(reverse("admin:index")).status_code == 200
+
+
+def test_dev_superuser_is_refused_with_debug_off(db, settings):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="DEBUG=0"):
+        _ensure_dev_superuser()
+    assert User.objects.count() == 0
