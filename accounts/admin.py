@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db import models
 
 from accounts.models import RefreshToken, User, WechatIdentity
 
@@ -18,6 +19,8 @@ class UserAdmin(BaseUserAdmin):
     list_display = ("username", "nickname", "phone_number", "is_staff", "date_joined")
     search_fields = ("username", "nickname", "phone_number", "wechat_identities__openid")
     inlines = [WechatIdentityInline]
+    # WeChat serves avatars over https; a scheme-less URL typed here means the same (Django 6's default).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
         *BaseUserAdmin.fieldsets,
         (

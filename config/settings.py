@@ -305,5 +305,8 @@ LOGGING = {
     "loggers": {
         # Django logs 4xx/5xx with the request; our own logs carry the context we want.
         "django.request": {"level": "ERROR"},
+        # At DEBUG urllib3 logs every request line, and jscode2session carries the appsecret in its
+        # query. (Django's SQL log, parameters and all, is held at INFO by Django's "django" logger.)
+        "urllib3": {"level": "INFO"},
     },
 }
