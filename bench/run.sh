@@ -316,6 +316,9 @@ for round in $(seq 1 "$ROUNDS"); do
     # first login walks the whole primary key for ORDER BY id LIMIT 1).
     timeout 60 psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$DB_NAME" -qc "ANALYZE" >/dev/null \
         || log "warning: ANALYZE failed"
+    # The previous round's writes flushed now, not by a checkpoint landing in some later scenario.
+    timeout 120 psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$DB_NAME" -qc "CHECKPOINT" >/dev/null \
+        || log "warning: CHECKPOINT failed (it needs a superuser or pg_checkpoint)"
     for mode in $SCENARIOS; do
         out="$WORK/r$round-$mode"
         prepare_phase "$mode" "r$round"
