@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 from typing import Any
 
@@ -11,6 +13,7 @@ from django.db import connection
 from django.test import Client
 
 from config import providers
+from config.middleware import RequestIdFilter
 
 CI = os.environ.get("CI", "").lower() == "true"
 
@@ -97,3 +100,18 @@ def gql(client: Client, db: Any) -> GraphQLClient:
 def error_code(result: dict[str, Any]) -> str:
     assert result.get("errors"), result
     return result["errors"][0]["extensions"]["code"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def console_log() -> Any:
+    """(handler, text): the project's console handler (settings.LOGGING: its format and request-id
+    filter, which caplog bypasses) writing into a string for the test's duration."""
+    root = logging.getLogger()
+    handlers = [h for h in root.handlers if any(isinstance(f, RequestIdFilter) for f in h.filters)]
+    assert len(handlers) == 1, root.handlers
+    handler = handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    yield handler, stream
+    handler.setStream(previous)

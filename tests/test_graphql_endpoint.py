@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from typing import Any
@@ -24,7 +23,6 @@ from graphql import (
 import accounts.services
 import schema.view
 from accounts.models import RefreshToken, User, WechatIdentity
-from config.middleware import RequestIdFilter
 from providers.http import ProviderError, ProviderUnavailable
 from schema.schema import schema as app_schema
 from schema.validation import complexity_rule, validation_rules
@@ -508,28 +506,15 @@ def test_internal_error_quotes_the_incoming_request_id(gql, monkeypatch):
     assert "session_key" not in response.content.decode()
 
 
-def _console_handler() -> logging.StreamHandler[Any]:
-    """The handler settings.LOGGING puts on the root logger (caplog bypasses its filter and format)."""
-    handlers = [h for h in logging.getLogger().handlers if any(isinstance(f, RequestIdFilter) for f in h.filters)]
-    assert len(handlers) == 1, logging.getLogger().handlers
-    assert isinstance(handlers[0], logging.StreamHandler)
-    return handlers[0]
-
-
 @pytest.mark.parametrize("incoming", ["req-log-0123456789", None], ids=["from-proxy", "generated"])
-def test_internal_error_log_line_carries_the_request_id_the_client_quotes(gql, monkeypatch, incoming):
+def test_internal_error_log_line_carries_the_request_id_the_client_quotes(gql, monkeypatch, console_log, incoming):
     def boom(**_kwargs: Any) -> Any:
         raise RuntimeError("secret-detail of the failure")
 
     monkeypatch.setattr(accounts.services, "wechat_login", boom)
     extra = {"HTTP_X_REQUEST_ID": incoming} if incoming else {}
-    handler = _console_handler()
-    stream = io.StringIO()
-    previous = handler.setStream(stream)
-    try:
-        response = gql.raw(LOGIN, {"code": "masked"}, **extra)
-    finally:
-        handler.setStream(previous)
+    _handler, stream = console_log
+    response = gql.raw(LOGIN, {"code": "masked"}, **extra)
 
     request_id = response["X-Request-ID"]
     # The proxy's id is kept; without one the middleware makes a uuid4 hex.

@@ -1,14 +1,12 @@
 """decryptUserInfo, bindPhoneNumber and updateProfile, with every bad input changing nothing."""
 
 import base64
-import io
 import logging
 import time
 
 import pytest
 from Crypto.Cipher import AES
 from django.conf import settings
-from django.utils.module_loading import import_string
 
 from accounts.models import User, WechatIdentity
 from config import providers
@@ -250,35 +248,23 @@ def test_update_profile_bad_input_changes_nothing(gql, alice, variables):
 # --- the session_key never reaches a log --------------------------------------------------
 
 
-def _project_handler(stream):
-    """The project's console handler as settings.LOGGING builds it (format and filters), writing to `stream`."""
-    console = settings.LOGGING["handlers"]["console"]
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter(settings.LOGGING["formatters"][console["formatter"]]["format"]))
-    for name in console.get("filters", []):
-        handler.addFilter(import_string(settings.LOGGING["filters"][name]["()"])())
-    return handler
-
-
 @pytest.fixture
-def every_log(caplog):
+def every_log(caplog, console_log):
     """Every record of every logger at DEBUG, in caplog and through the project's handler into a string."""
-    stream = io.StringIO()
-    handler = _project_handler(stream)
+    handler, stream = console_log
     caplog.set_level(logging.DEBUG)
     loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
     for logger in loggers:
         caplog.set_level(logging.DEBUG, logger=logger.name)
     # Records of loggers that do not propagate never reach the root's handlers: catch them where they are.
     islands = [logger for logger in loggers if not logger.propagate]
-    for logger in [logging.root, *islands]:
-        logger.addHandler(handler)
+    # (The root logger has the project's handler already.)
     for logger in islands:
+        logger.addHandler(handler)
         logger.addHandler(caplog.handler)
     yield caplog, stream
-    for logger in [logging.root, *islands]:
-        logger.removeHandler(handler)
     for logger in islands:
+        logger.removeHandler(handler)
         logger.removeHandler(caplog.handler)
 
 
