@@ -35,10 +35,10 @@ run: install
 	@echo ""
 	$(BIN)/python manage.py runserver 0.0.0.0:$(PORT)
 
-# tests/services.py picks PostgreSQL and Redis when reachable (and starts them under CI=true,
+# tests/start_postgres_redis.py picks PostgreSQL and Redis when reachable (and starts them under CI=true,
 # failing if it cannot); otherwise SQLite and locmem, and pytest lists what it skipped.
 test: install
-	@env_lines="$$($(BIN)/python tests/services.py)" && eval "$$env_lines" && $(BIN)/python -m pytest $(PYTEST_ARGS)
+	@env_lines="$$($(BIN)/python tests/start_postgres_redis.py)" && eval "$$env_lines" && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

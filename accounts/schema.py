@@ -9,11 +9,9 @@ from django.conf import settings
 from graphene_django import DjangoObjectType
 from graphql import GraphQLResolveInfo
 
-from accounts import services
+from accounts import selectors, services
 from accounts.models import User as UserModel
-from accounts.models import WechatIdentity
-from accounts.selectors import MiniprogramIds
-from schema.errors import AppError, ErrorCode
+from core.errors import AppError, ErrorCode
 from schema.permissions import current_user, login_required
 from schema.ratelimit import enforce
 
@@ -41,24 +39,12 @@ class User(DjangoObjectType):
         )
 
     @staticmethod
-    def _identity(user: UserModel) -> WechatIdentity | MiniprogramIds | None:
-        if not hasattr(user, "_miniprogram_identity"):
-            user._miniprogram_identity = (  # type: ignore[attr-defined]
-                WechatIdentity.objects.filter(user=user, appid=settings.WECHAT_MINIPROGRAM_APPID)
-                .only("openid", "unionid")
-                .first()
-            )
-        return user._miniprogram_identity  # type: ignore[attr-defined,no-any-return]
-
-    @staticmethod
     def resolve_openid(user: UserModel, info: GraphQLResolveInfo) -> str | None:
-        identity = User._identity(user)
-        return identity.openid if identity else None
+        return selectors.miniprogram_ids(user)[0]
 
     @staticmethod
     def resolve_unionid(user: UserModel, info: GraphQLResolveInfo) -> str | None:
-        identity = User._identity(user)
-        return (identity.unionid or None) if identity else None
+        return selectors.miniprogram_ids(user)[1]
 
     @staticmethod
     def resolve_gender(user: UserModel, info: GraphQLResolveInfo) -> int:

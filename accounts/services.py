@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 import hmac
 import logging
-import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from graphql_jwt.shortcuts import get_token
 
-from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token, new_refresh_token, new_username
-from accounts.selectors import MiniprogramIds
+from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token, new_username
 from config import providers
-from config.db import Statement
+from core.errors import AppError, ErrorCode
 from providers.http import ProviderError, ProviderUnavailable
 from providers.wechat.api import LoginSession
 from providers.wechat.crypto import DecryptError, decrypt_user_data, user_data_signature
-from schema.errors import AppError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +86,7 @@ def refresh_tokens(*, refresh_token: str) -> TokenPair:
     one that was revoked (signed out) is only refused."""
     digest = hash_refresh_token(refresh_token)
     with transaction.atomic():
-        row = RefreshToken.objects.select_for_update().select_related("user").filter(token=digest).first()
+        row = RefreshToken.objects.select_for_update(of=("self",)).select_related("user").filter(token=digest).first()
         if row is None:
             raise AppError(ErrorCode.UNAUTHENTICATED, "Unknown refresh token: log in again.")
         if row.revoked is None:
@@ -125,223 +120,76 @@ def revoke_refresh_token(*, refresh_token: str) -> bool:
 # --- login ----------------------------------------------------------------------
 
 
-def _first(queryset: Any) -> Any:
-    """The first row without `.first()`'s ORDER BY id, which can steer PostgreSQL off the right index."""
-    return next(iter(queryset[:1]), None)
-
-
-def _login_identity(*, appid: str, session: LoginSession, now: Any) -> tuple[WechatIdentity, bool]:
-    """Finds or creates the identity and stores the new session_key; (identity, user created)."""
+def _identity_for_login(*, appid: str, session: LoginSession, now: Any) -> tuple[WechatIdentity, bool]:
+    """The identity of this openid, found or created (with its user), holding the new session_key;
+    (identity, whether its user was created). Runs inside the login's transaction."""
     fields = {"session_key": session.session_key, "session_key_updated_at": now, "last_login_at": now}
-    identity = _first(WechatIdentity.objects.select_related("user").filter(appid=appid, openid=session.openid))
-    if identity is not None:
-        if not identity.user.is_active:
-            raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
-        if session.unionid and identity.unionid != session.unionid:
-            fields["unionid"] = session.unionid
-        for name, value in fields.items():
-            setattr(identity, name, value)
-        identity.save(update_fields=list(fields))
-        return identity, False
-    try:
-        with transaction.atomic():
-            # A unionid already known from another app of ours is the same person.
-            sibling = (
-                _first(WechatIdentity.objects.select_related("user").filter(unionid=session.unionid))
-                if session.unionid
-                else None
-            )
-            if sibling is not None and not sibling.user.is_active:
-                raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
-            user = sibling.user if sibling else User.objects.create_user(username=new_username(), last_login=now)
-            identity = WechatIdentity.objects.create(
-                user=user,
-                appid=appid,
-                openid=session.openid,
-                unionid=session.unionid or "",
-                kind=WechatIdentity.Kind.MINIPROGRAM,
-                **fields,
-            )
-            return identity, sibling is None
-    except IntegrityError:
-        # A concurrent first login of the same user won the race; its row exists now.
-        return _login_identity(appid=appid, session=session, now=now)
+    identities = WechatIdentity.objects.select_related("user")
+    identity = identities.filter(appid=appid, openid=session.openid).first()
+    if identity is None:
+        try:
+            # A savepoint: a concurrent first login of the same person that commits first makes
+            # this insert fail on the (appid, openid) constraint, and only this part rolls back.
+            with transaction.atomic():
+                return _new_identity(appid=appid, session=session, now=now, fields=fields)
+        except IntegrityError:
+            identity = identities.get(appid=appid, openid=session.openid)
+    if not identity.user.is_active:
+        raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
+    if session.unionid and identity.unionid != session.unionid:
+        fields["unionid"] = session.unionid
+    for name, value in fields.items():
+        setattr(identity, name, value)
+    identity.save(update_fields=list(fields))
+    return identity, False
 
 
-def _relax_commit() -> None:
-    """A login may skip waiting for the disk flush: if the server crashes in the next few hundred
-    milliseconds the login is lost and the user logs in again. Nothing about money is written here."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-
-
-# A new user's columns whose values differ per login. The others hold their field's default,
-# the same for every new user, which the statement carries as SQL literals.
-_NEW_USER_PER_LOGIN = ("username", "password")
-_NEW_USER_NOW = ("last_login", "date_joined")
-
-
-def _new_user_fields() -> tuple[list[Any], list[Any]]:
-    """(the fields of a new user whose value is the same for every login, those made per login:
-    the ones above and any with a callable default)."""
-    constant, varying = [], []
-    for f in User._meta.concrete_fields:
-        if f.primary_key or f.attname in _NEW_USER_NOW:
-            continue
-        # has_default(): a field without one holds NOT_PROVIDED, a class, which callable() accepts.
-        if f.attname in _NEW_USER_PER_LOGIN or (f.has_default() and callable(f.default)):
-            varying.append(f)
-        else:
-            constant.append(f)
-    return constant, varying
-
-
-def _literal(cursor: Any, field: Any) -> str | None:
-    """A field's default as a typed SQL literal, quoted by the driver; None for one holding a
-    "%", which would read differently prepared and unprepared (it stays a parameter)."""
-    value = field.get_db_prep_save(field.get_default(), connection)
-    literal = f"{cursor.mogrify('%s', [value]).decode()}::{field.db_type(connection)}"
-    return None if "%" in literal else literal
-
-
-@functools.cache
-def _login_statement() -> tuple[Statement, list[Any], list[str]]:
-    """The usual login as one statement: an active user's identity gets the new session_key, or a
-    new user and identity are created; either way a refresh token is stored, all in one commit.
-
-    It returns no row, and writes nothing, when the locked path must decide: a disabled user,
-    a unionid another app of ours already knows (to link), or a concurrent first login of the
-    same openid (whose identity insert then fails the whole statement).
-
-    A new user's constant columns are literals in the statement: each parameter costs the driver
-    a quoting on every login, and there are more constants than anything else.
-    """
-    q = connection.ops.quote_name
-    user, identity, refresh = (q(m._meta.db_table) for m in (User, WechatIdentity, RefreshToken))
-    fields = User._meta.concrete_fields
-    constant, varying = _new_user_fields()
-    with connection.cursor() as cursor:
-        literals = {f.attname: _literal(cursor, f) for f in constant}
-    varying += [f for f in constant if literals[f.attname] is None]
-    new_fields = [f for f in fields if not f.primary_key]
-    columns = ", ".join(q(f.column) for f in fields)
-    types = {
-        "appid": "text",
-        "openid": "text",
-        "unionid": "text",
-        "session_key": "text",
-        "now": "timestamptz",
-        "kind": "text",
-        "token": "text",
-        "relax": "boolean",
-    }
-    types.update({f"u_{f.attname}": f.db_type(connection) or "text" for f in varying})
-    new_values = ", ".join(
-        "%(now)s" if f.attname in _NEW_USER_NOW else literals.get(f.attname) or f"%(u_{f.attname})s" for f in new_fields
+def _new_identity(
+    *, appid: str, session: LoginSession, now: Any, fields: dict[str, Any]
+) -> tuple[WechatIdentity, bool]:
+    # A unionid already known from another app of ours is the same person.
+    sibling = (
+        WechatIdentity.objects.select_related("user").filter(unionid=session.unionid).first()
+        if session.unionid
+        else None
     )
-    # Identifiers come from model metadata, quoted; every value is a parameter or a literal the driver quoted.
-    sql = f"""
-WITH cur AS (
-    UPDATE {identity} i SET session_key = %(session_key)s, session_key_updated_at = %(now)s,
-        last_login_at = %(now)s, unionid = COALESCE(NULLIF(%(unionid)s, ''), i.unionid)
-    FROM {user} u
-    WHERE i.appid = %(appid)s AND i.openid = %(openid)s AND u.id = i.user_id AND u.is_active
-    RETURNING {", ".join(f"u.{q(f.column)}" for f in fields)}, i.unionid AS identity_unionid
-), nu AS (
-    INSERT INTO {user} ({", ".join(q(f.column) for f in new_fields)})
-    SELECT {new_values}
-    WHERE NOT EXISTS (SELECT 1 FROM {identity} WHERE appid = %(appid)s AND openid = %(openid)s)
-        AND NOT EXISTS (SELECT 1 FROM {identity} WHERE %(unionid)s <> '' AND unionid = %(unionid)s)
-    RETURNING {columns}
-), ni AS (
-    INSERT INTO {identity} (user_id, kind, appid, openid, unionid, session_key, session_key_updated_at,
-        created_at, last_login_at)
-    SELECT id, %(kind)s, %(appid)s, %(openid)s, %(unionid)s, %(session_key)s, %(now)s, %(now)s, %(now)s FROM nu
-), who AS (
-    SELECT {columns}, identity_unionid, false AS created FROM cur
-    UNION ALL SELECT {columns}, %(unionid)s, true FROM nu
-), rt AS (
-    INSERT INTO {refresh} (user_id, token, created, revoked) SELECT id, %(token)s, %(now)s, NULL FROM who
-)
-SELECT who.*, set_config('synchronous_commit',
-    CASE WHEN %(relax)s THEN 'off' ELSE current_setting('synchronous_commit') END, true)
-FROM who
-"""  # noqa: S608
-    # With the fields whose values are made per login, and the names of the columns it returns.
-    return Statement("wxb_login", sql, types), varying, [f.attname for f in fields]
-
-
-def _unusable_password() -> str:
-    # make_password(None)'s value (UNUSABLE_PASSWORD_PREFIX and 40 random characters), at a tenth of the cost.
-    return UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(30)
-
-
-def _login_in_one_statement(appid: str, session: LoginSession, now: Any) -> LoginResult | None:
-    """`_login_statement` for PostgreSQL; None when the locked path must decide."""
-    raw_token, digest = new_refresh_token()
-    params: dict[str, Any] = {
-        "appid": appid,
-        "openid": session.openid,
-        "unionid": session.unionid or "",
-        "session_key": session.session_key,
-        "now": now,
-        "kind": WechatIdentity.Kind.MINIPROGRAM.value,
-        "token": digest,
-        # In autocommit the statement is its own transaction: set_config(..., true) reaches its
-        # commit and nothing after it (see _relax_commit for why a login may skip the flush).
-        "relax": not connection.in_atomic_block,
-        "u_username": new_username(),
-        "u_password": _unusable_password(),
-    }
-    statement, varying, attnames = _login_statement()
-    for f in varying:
-        if f.attname not in _NEW_USER_PER_LOGIN:
-            params[f"u_{f.attname}"] = f.get_db_prep_save(f.get_default(), connection)
-    try:
-        with connection.cursor() as cursor:
-            statement.execute(cursor, params)
-            row = cursor.fetchone()
-    except IntegrityError:
-        return None
-    if row is None:
-        return None
-    user = User.from_db(connection.alias, attnames, row[: len(attnames)])
-    unionid, created = row[len(attnames)], row[len(attnames) + 1]
-    # What the answer's `openid` / `unionid` resolve from, without another query.
-    user._miniprogram_identity = MiniprogramIds(session.openid, unionid or "")  # type: ignore[attr-defined]
-    tokens = TokenPair(token=get_token(user), refresh_token=raw_token)
-    return LoginResult(user=user, created=bool(created), tokens=tokens)
+    if sibling is not None and not sibling.user.is_active:
+        raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
+    user = sibling.user if sibling else User.objects.create_user(username=new_username(), last_login=now)
+    identity = WechatIdentity.objects.create(
+        user=user,
+        appid=appid,
+        openid=session.openid,
+        unionid=session.unionid or "",
+        kind=WechatIdentity.Kind.MINIPROGRAM,
+        **fields,
+    )
+    return identity, sibling is None
 
 
 def wechat_login(*, code: str) -> LoginResult:
+    """Exchanges a wx.login code: the identity (and a first login's user) with the new session_key,
+    and a refresh token, committed together or not at all."""
     code = (code or "").strip()
     if not code or len(code) > MAX_CODE_LENGTH:
         raise AppError(ErrorCode.BAD_USER_INPUT, "Send the code from wx.login.")
     client = providers.wechat_miniprogram()
     session = _provider_call(client.code2session, code, errors=LOGIN_ERRORS)
-    if connection.vendor == "postgresql":  # data-modifying WITH is PostgreSQL's
-        result = _login_in_one_statement(client.config.appid, session, timezone.now())
-        if result is not None:
-            logger.info("wechat login openid=%s user=%s created=%s", session.openid, result.user.pk, result.created)
-            return result
-    # One transaction: identity, session_key and refresh token commit together, or not at all.
-    outermost = not connection.in_atomic_block
-    with transaction.atomic():
-        if outermost:  # SET LOCAL would otherwise reach a caller's transaction
-            _relax_commit()
-        identity, created = _login_identity(appid=client.config.appid, session=session, now=timezone.now())
+    with transaction.atomic(durable=True):
+        identity, created = _identity_for_login(appid=client.config.appid, session=session, now=timezone.now())
         tokens = issue_tokens(identity.user)
-    logger.info("wechat login openid=%s user=%s created=%s", session.openid, identity.user_id, created)
-    return LoginResult(user=identity.user, created=created, tokens=tokens)
+    user = identity.user
+    # What `User.openid` / `unionid` read (accounts.selectors.miniprogram_ids), known here already.
+    user.miniprogram_openid, user.miniprogram_unionid = identity.openid, identity.unionid  # type: ignore[attr-defined]
+    logger.info("wechat login openid=%s user=%s created=%s", session.openid, user.pk, created)
+    return LoginResult(user=user, created=created, tokens=tokens)
 
 
 # --- user data ------------------------------------------------------------------
 
 
 def miniprogram_identity(user: User) -> WechatIdentity:
-    appid = providers.wechat_miniprogram().config.appid
-    identity = WechatIdentity.objects.filter(user=user, appid=appid).first()
+    identity = WechatIdentity.objects.filter(user=user, appid=providers.miniprogram_appid()).first()
     if identity is None or not identity.session_key:
         raise AppError(ErrorCode.BAD_USER_INPUT, "No mini-program session: log in with wechatLogin first.")
     return identity

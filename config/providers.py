@@ -10,7 +10,6 @@ from Crypto.PublicKey import RSA
 from django.conf import settings
 from django.core.cache import cache
 
-from config.sandbox_store import sandbox_store
 from providers.http import HttpConfig, make_session
 from providers.sandbox.core import Sandbox
 from providers.sandbox.transport import SandboxTransport
@@ -38,11 +37,9 @@ def http_config() -> HttpConfig:
 @functools.cache
 def sandbox() -> Sandbox:
     """The simulators, sharing state through the default cache (Redis across processes)."""
-    store = sandbox_store()
+    store = cache
     box = Sandbox(store, timeout_delay=min(settings.PROVIDER_READ_TIMEOUT + 1.0, 30.0))
-    box.register(
-        WechatSimulator(store, [SandboxApp(settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET)])
-    )
+    box.register(WechatSimulator(store, [SandboxApp(miniprogram_appid(), settings.WECHAT_MINIPROGRAM_SECRET)]))
     merchant_key, platform_key = _wechatpay_sandbox_keys()
     box.register(
         WechatPaySimulator(
@@ -180,10 +177,15 @@ def _sandbox_mounts(hosts: dict[str, str]) -> dict[str, SandboxTransport]:
     return {host: transport for host in hosts}
 
 
+def miniprogram_appid() -> str:
+    """The mini-program's appid: its openids log users in, and `User.openid` is the one in it."""
+    return str(settings.WECHAT_MINIPROGRAM_APPID)
+
+
 @functools.cache
 def wechat_miniprogram() -> WechatClient:
     config = WechatAppConfig(
-        appid=settings.WECHAT_MINIPROGRAM_APPID,
+        appid=miniprogram_appid(),
         secret=settings.WECHAT_MINIPROGRAM_SECRET,
         base_url=settings.WECHAT_API_BASE_URL,
         use_stable_token=settings.WECHAT_USE_STABLE_TOKEN,

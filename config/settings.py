@@ -58,10 +58,11 @@ INSTALLED_APPS = [
     "accounts",
     "payments",
     "notifications",
+    "providers.sandbox",
 ]
 
 MIDDLEWARE = [
-    "config.middleware.RequestIdMiddleware",
+    "core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -101,12 +102,14 @@ DATABASES = {
         conn_health_checks=env.bool("DB_CONN_HEALTH_CHECKS", default=False),
     )
 }
-# The hot statements (auth, login, notifies, orders page) are prepared; turn off behind a pooler that cannot keep them
-# (PgBouncer in transaction mode).
-DB_PREPARED_STATEMENTS = env.bool("DB_PREPARED_STATEMENTS", default=True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # A concurrent writer waits for the lock instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Concurrent requests (notifies, logins, refreshes) queue for the one writer instead of failing:
+    # WAL lets readers go on beside it, IMMEDIATE takes the write lock when a transaction begins
+    # (a read-then-write transaction cannot find it taken halfway and fail with "database is
+    # locked"), and a writer waits up to 20 s for it.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;"
+    )
     # A file, not :memory:, so live-server tests get their own connections per thread.
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -164,9 +167,8 @@ AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 GRAPHQL_JWT = {
     "JWT_SECRET_KEY": JWT_SECRET,
     "JWT_ALGORITHM": "HS256",
-    # PyJWT's encode and decode with the secret prepared once (schema/tokens.py).
-    "JWT_ENCODE_HANDLER": "schema.tokens.jwt_encode",
-    "JWT_DECODE_HANDLER": "schema.tokens.jwt_decode",
+    # The request user: active only, read with their mini-program openid in one query.
+    "JWT_GET_USER_BY_NATURAL_KEY_HANDLER": "accounts.selectors.active_user_for_token",
     "JWT_VERIFY_EXPIRATION": True,
     "JWT_EXPIRATION_DELTA": timedelta(minutes=env.int("JWT_EXPIRATION_MINUTES", default=10)),
     # Refresh tokens are our own rotating model (accounts.RefreshToken), not the JWT's origIat.
@@ -294,7 +296,7 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "config.middleware.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "core.middleware.RequestIdFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },

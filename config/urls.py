@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from config import providers
-from config.health import healthz
+from core.health import healthz
 from payments import views as payment_views
 from providers.sandbox import web as sandbox_web
 from schema.view import AppGraphQLView

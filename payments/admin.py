@@ -2,9 +2,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from core.errors import AppError
 from payments import services
 from payments.models import Order, PaymentEvent, Product, Refund
-from schema.errors import AppError
 
 
 @admin.register(Product)

@@ -32,10 +32,6 @@ class Product(DjangoObjectType):
         model = ProductModel
         fields = ("sku", "title", "price")
 
-    @classmethod
-    def is_type_of(cls, root: Any, info: GraphQLResolveInfo) -> bool:
-        return type(root) is ProductModel or bool(super().is_type_of(root, info))
-
 
 class Order(DjangoObjectType):
     status = OrderStatus(required=True)
@@ -69,11 +65,6 @@ class Order(DjangoObjectType):
     @classmethod
     def get_queryset(cls, queryset: Any, info: GraphQLResolveInfo) -> Any:
         return queryset.select_related("product")
-
-    @classmethod
-    def is_type_of(cls, root: Any, info: GraphQLResolveInfo) -> bool:
-        # Asked for every order of a page: the exact model answers without graphene-django's checks.
-        return type(root) is OrderModel or bool(super().is_type_of(root, info))
 
     # A new instance holds TextChoices members; the enums serialize plain values.
     @staticmethod
@@ -154,7 +145,7 @@ class Query(graphene.ObjectType):
     def resolve_orders(
         root: Any, info: GraphQLResolveInfo, status: str | None = None, provider: str | None = None, **kwargs: Any
     ) -> Any:
-        return selectors.OrderPage(
+        return selectors.orders_for(
             user=current_user(info),
             status=status.value if status else None,  # type: ignore[attr-defined]
             provider=provider.value if provider else None,  # type: ignore[attr-defined]

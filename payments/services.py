@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import functools
-import json
 import logging
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from accounts.models import User, WechatIdentity
+from accounts.models import User
+from accounts.selectors import openid_in
 from config import providers
-from config.db import Statement
+from core.errors import AppError, ErrorCode
 from payments.models import Order, PaymentEvent, Product, Refund
 from payments.selectors import order_for
 from providers.http import ProviderError, ProviderUnavailable
 from providers.wechatpay.types import RefundState, Trade
-from schema.errors import AppError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +49,11 @@ class Outcome(enum.Enum):
     CONFLICT = "CONFLICT"  # verified, stored, but contradicts our state: needs a human
     UNKNOWN_ORDER = "UNKNOWN_ORDER"  # not ours (yet): the provider should retry
     MISMATCH = "MISMATCH"  # names our order with other facts (amount): changes nothing
+    REFUSED = "REFUSED"  # not verified (signature, ids, body): changes nothing
 
 
 def transition(order: Order, new: str) -> None:
-    """The only place an order's status changes; call it with the row locked.
-
-    (One exception, for speed: `_pay_if_pending` moves PENDING to PAID in a single SQL statement.)
-    """
+    """The only place an order's status changes; call it with the row locked."""
     if new not in ALLOWED[Order.Status(order.status)]:
         raise IllegalTransition(f"{order.out_trade_no}: {order.status} -> {new} is not allowed")
     order.status = new
@@ -89,15 +85,6 @@ class Payment:
     h5_url: str = ""
 
 
-def _payer_openid(user: User) -> str:
-    identity = (
-        WechatIdentity.objects.filter(user=user, appid=settings.WECHATPAY_APPID).only("openid").first()
-        if user.pk
-        else None
-    )
-    return identity.openid if identity else ""
-
-
 def create_wechatpay_order(
     *, user: User, sku: str, quantity: int, trade_type: str, api_version: str | None, client_ip: str
 ) -> Payment:
@@ -115,7 +102,7 @@ def create_wechatpay_order(
     product = Product.objects.filter(sku=sku, active=True).first()
     if product is None:
         raise AppError(ErrorCode.NOT_FOUND, "No such product: check the sku in `products`.")
-    openid = _payer_openid(user)
+    openid = openid_in(user, providers.wechatpay_config().appid)
     if trade_type == Order.TradeType.JSAPI and not openid:
         raise AppError(ErrorCode.BAD_USER_INPUT, "JSAPI payments need a WeChat login: call wechatLogin first.")
     amount = product.price * quantity  # integer fen, from the server's price
@@ -176,199 +163,143 @@ def create_wechatpay_order(
 # --- applying provider results ----------------------------------------------------
 
 
-def _store_event(
-    order: Order | None, *, key: str, source: str, kind: str, payload: dict[str, Any], outcome: Outcome
-) -> bool:
-    """Stores the event once; False when it was already stored (a duplicate)."""
+class _Duplicate(Exception):
+    """The event is stored already; leaving the transaction with this rolls back what came with it."""
+
+
+def _store_event(order: Order, *, key: str, source: str, kind: str, payload: dict[str, Any], outcome: Outcome) -> None:
+    """Stores the event once: its unique key answers whether it was seen before (_Duplicate)."""
     try:
-        with transaction.atomic():
-            PaymentEvent.objects.create(
-                provider=Order.Provider.WECHATPAY,
-                event_key=key,
-                order=order,
-                source=source,
-                kind=kind,
-                payload=payload,
-                outcome=outcome.value,
-            )
-    except IntegrityError:
-        return False
-    return True
+        PaymentEvent.objects.create(
+            provider=Order.Provider.WECHATPAY,
+            event_key=key,
+            order=order,
+            source=source,
+            kind=kind,
+            payload=payload,
+            outcome=outcome.value,
+        )
+    except IntegrityError as exc:
+        raise _Duplicate(key) from exc
 
 
 def _jsonable(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (str, int, float, bool, type(None), dict, list)) else str(v) for k, v in raw.items()}
 
 
-@functools.cache
-def _pay_pending_statement() -> Statement:
-    order, event = Order._meta.db_table, PaymentEvent._meta.db_table
-    # One statement, so one round trip and (in autocommit) one commit. The UPDATE's row lock and
-    # its WHERE (re-checked after waiting for a concurrent writer) do what SELECT ... FOR UPDATE
-    # does on the locked path; a duplicate event key fails the whole statement, UPDATE included.
-    sql = (
-        f"WITH paid AS (UPDATE {order} SET status = %s, transaction_id = %s, paid_at = %s, "  # noqa: S608
-        "payer_openid = COALESCE(NULLIF(%s, ''), payer_openid) "
-        "WHERE out_trade_no = %s AND provider = %s AND status = %s AND amount = %s RETURNING id) "
-        f"INSERT INTO {event} (provider, event_key, order_id, source, kind, payload, outcome, received_at) "
-        "SELECT %s, %s, id, %s, %s, %s, %s, %s FROM paid RETURNING order_id"
+def _locked_order(out_trade_no: str) -> Order | None:
+    return (
+        Order.objects.select_for_update().filter(out_trade_no=out_trade_no, provider=Order.Provider.WECHATPAY).first()
     )
-    types = ("text", "text", "timestamptz", "text", "text", "text", "text", "bigint")
-    types += ("text", "text", "text", "text", "jsonb", "text", "timestamptz")
-    return Statement("wxb_pay_pending", sql, types)
-
-
-def _pay_if_pending(trade: Trade, source: str) -> bool:
-    """The usual notify, a payment of a PENDING order of that amount, applied in one statement.
-
-    False when it does not apply (unknown, already paid or closed, another amount, an event
-    already stored): the locked path then decides, and answers, exactly as it always has.
-    """
-    now = timezone.now()
-    params = [
-        Order.Status.PAID,
-        trade.transaction_id,
-        trade.success_time or now,
-        trade.payer_openid or "",
-        trade.out_trade_no,
-        Order.Provider.WECHATPAY,
-        Order.Status.PENDING,
-        trade.amount,
-        Order.Provider.WECHATPAY,
-        f"wechatpay:paid:{trade.transaction_id}",
-        source,
-        "TRANSACTION.SUCCESS",
-        json.dumps(_jsonable(trade.raw)),
-        Outcome.APPLIED.value,
-        now,
-    ]
-    try:
-        with connection.cursor() as cursor:
-            _pay_pending_statement().execute(cursor, params)
-            applied = cursor.fetchone() is not None
-    except IntegrityError:
-        return False
-    if applied:
-        transaction.on_commit(lambda: logger.info("order %s paid (%s)", trade.out_trade_no, source))
-    return applied
 
 
 def apply_trade(trade: Trade, *, source: str) -> Outcome:
-    """Applies a verified trade state (notify, sync or reconciliation) exactly once."""
-    if (
-        trade.state in ("SUCCESS", "REFUND")
-        and trade.transaction_id
-        and connection.vendor == "postgresql"  # data-modifying WITH is PostgreSQL's
-        and _pay_if_pending(trade, source)
-    ):
-        return Outcome.APPLIED
-    with transaction.atomic():
-        order = (
-            Order.objects.select_for_update()
-            .filter(out_trade_no=trade.out_trade_no, provider=Order.Provider.WECHATPAY)
-            .first()
-        )
-        if order is None:
-            logger.warning("wechatpay %s for unknown order %s", source, trade.out_trade_no)
-            return Outcome.UNKNOWN_ORDER
-        if trade.state in ("SUCCESS", "REFUND"):
-            if trade.amount != order.amount or not trade.transaction_id:
-                logger.warning(
-                    "wechatpay %s for %s refused: amount %s != %s",
-                    source,
-                    order.out_trade_no,
-                    trade.amount,
-                    order.amount,
-                )
-                return Outcome.MISMATCH
-            key, kind = f"wechatpay:paid:{trade.transaction_id}", "TRANSACTION.SUCCESS"
-            if PaymentEvent.objects.filter(event_key=key).exists():
-                return Outcome.NO_CHANGE
-            if order.status == Order.Status.PENDING:
-                transition(order, Order.Status.PAID)
-                order.transaction_id = trade.transaction_id
-                order.paid_at = trade.success_time or timezone.now()
-                order.payer_openid = trade.payer_openid or order.payer_openid
-                order.save(update_fields=["status", "transaction_id", "paid_at", "payer_openid"])
-                outcome = Outcome.APPLIED
-                transaction.on_commit(lambda: logger.info("order %s paid (%s)", order.out_trade_no, source))
-            elif order.transaction_id == trade.transaction_id:
-                outcome = Outcome.NO_CHANGE
-            else:
-                # Money arrived for an order we consider closed (or a second payment): a human must refund it.
-                logger.error("order %s is %s but WeChat Pay reports a payment", order.out_trade_no, order.status)
-                outcome = Outcome.CONFLICT
-        elif trade.state in ("CLOSED", "REVOKED"):
-            # PAYERROR is not here: the prepay can still be paid (another card), so the order stays open.
-            key, kind = f"wechatpay:closed:{trade.out_trade_no}", f"TRANSACTION.{trade.state}"
-            if PaymentEvent.objects.filter(event_key=key).exists():
-                return Outcome.NO_CHANGE
-            if order.status != Order.Status.PENDING:
-                return Outcome.NO_CHANGE
-            transition(order, Order.Status.CLOSED)
-            order.closed_at = timezone.now()
-            order.save(update_fields=["status", "closed_at"])
-            outcome = Outcome.APPLIED
-        else:
-            return Outcome.NO_CHANGE  # NOTPAY, USERPAYING: nothing happened yet
-        stored = _store_event(order, key=key, source=source, kind=kind, payload=_jsonable(trade.raw), outcome=outcome)
-        if not stored:
-            transaction.set_rollback(True)
+    """Applies a verified trade state (notify, sync or reconciliation) exactly once, under the
+    order's row lock. Duplicates change nothing: a payment already applied is seen on the order,
+    anything else by its event's unique key."""
+    try:
+        with transaction.atomic():
+            return _apply_trade(trade, source)
+    except _Duplicate:
+        return Outcome.NO_CHANGE
+
+
+def _apply_trade(trade: Trade, source: str) -> Outcome:
+    order = _locked_order(trade.out_trade_no)
+    if order is None:
+        logger.warning("wechatpay %s for unknown order %s", source, trade.out_trade_no)
+        return Outcome.UNKNOWN_ORDER
+    if trade.state in ("SUCCESS", "REFUND"):
+        if trade.amount != order.amount or not trade.transaction_id:
+            logger.warning(
+                "wechatpay %s for %s refused: amount %s != %s", source, order.out_trade_no, trade.amount, order.amount
+            )
+            return Outcome.MISMATCH
+        if order.status != Order.Status.PENDING and order.transaction_id == trade.transaction_id:
             return Outcome.NO_CHANGE
-        return outcome
+        key, kind = f"wechatpay:paid:{trade.transaction_id}", "TRANSACTION.SUCCESS"
+        if order.status == Order.Status.PENDING:
+            transition(order, Order.Status.PAID)
+            order.transaction_id = trade.transaction_id
+            order.paid_at = trade.success_time or timezone.now()
+            order.payer_openid = trade.payer_openid or order.payer_openid
+            fields = ["status", "transaction_id", "paid_at", "payer_openid"]
+            outcome, message = Outcome.APPLIED, "order %s paid (%s)"
+        else:
+            # Money arrived for an order we consider closed (or a second payment): a human must refund it.
+            fields, outcome, message = (
+                [],
+                Outcome.CONFLICT,
+                "order %s is not payable but WeChat Pay reports a payment (%s)",
+            )
+    elif trade.state in ("CLOSED", "REVOKED"):
+        # PAYERROR is not here: the prepay can still be paid (another card), so the order stays open.
+        if order.status != Order.Status.PENDING:
+            return Outcome.NO_CHANGE
+        key, kind = f"wechatpay:closed:{trade.out_trade_no}", f"TRANSACTION.{trade.state}"
+        transition(order, Order.Status.CLOSED)
+        order.closed_at = timezone.now()
+        fields, outcome, message = ["status", "closed_at"], Outcome.APPLIED, "order %s closed (%s)"
+    else:
+        return Outcome.NO_CHANGE  # NOTPAY, USERPAYING: nothing happened yet
+    _store_event(order, key=key, source=source, kind=kind, payload=_jsonable(trade.raw), outcome=outcome)
+    if fields:
+        order.save(update_fields=fields)
+    level = logging.ERROR if outcome == Outcome.CONFLICT else logging.INFO
+    transaction.on_commit(lambda: logger.log(level, message, order.out_trade_no, source))
+    return outcome
 
 
 def apply_refund(state: RefundState, *, source: str) -> Outcome:
-    with transaction.atomic():
-        order = (
-            Order.objects.select_for_update()
-            .filter(out_trade_no=state.out_trade_no, provider=Order.Provider.WECHATPAY)
-            .first()
-        )
-        refund = Refund.objects.select_for_update().filter(out_refund_no=state.out_refund_no).first() if order else None
-        if order is None or refund is None or refund.order_id != order.pk:
-            logger.warning("wechatpay refund %s for unknown refund %s", source, state.out_refund_no)
-            return Outcome.UNKNOWN_ORDER
-        if state.amount is not None and state.amount != refund.amount:
-            logger.warning("wechatpay refund %s for %s refused: amount mismatch", source, refund.out_refund_no)
-            return Outcome.MISMATCH
-        if state.status not in ("SUCCESS", "CLOSED", "ABNORMAL"):
-            return Outcome.NO_CHANGE
-        key = f"wechatpay:refund:{state.out_refund_no}:{state.status}"
-        if PaymentEvent.objects.filter(event_key=key).exists() or refund.status == state.status:
-            return Outcome.NO_CHANGE
-        if refund.status == Refund.Status.SUCCESS:
-            return Outcome.NO_CHANGE  # money that went out stays recorded
-        if state.status == "SUCCESS" and refund.status == Refund.Status.CLOSED:
-            # We had given up on it, but the money did go out: record it, and let a human look.
-            logger.error("refund %s was CLOSED here but WeChat Pay reports SUCCESS", refund.out_refund_no)
-        if state.status == "SUCCESS" and order.refunded_amount + refund.amount > order.amount:
-            logger.error("refund %s would exceed order %s: not applied", refund.out_refund_no, order.out_trade_no)
-            return Outcome.CONFLICT
-        refund.status = state.status
-        refund.provider_refund_id = state.refund_id or refund.provider_refund_id
-        fields = ["status", "provider_refund_id"]
-        if state.status == "SUCCESS":
-            refund.succeeded_at = state.success_time or timezone.now()
-            fields.append("succeeded_at")
-            order.refunded_amount += refund.amount
-            order_fields = ["refunded_amount"]
-            if order.refunded_amount == order.amount:
-                transition(order, Order.Status.REFUNDED)
-                order_fields.append("status")
-            order.save(update_fields=order_fields)
-        refund.save(update_fields=fields)
-        if not _store_event(
-            order,
-            key=key,
-            source=source,
-            kind=f"REFUND.{state.status}",
-            payload=_jsonable(state.raw),
-            outcome=Outcome.APPLIED,
-        ):
-            transaction.set_rollback(True)
-            return Outcome.NO_CHANGE
-        return Outcome.APPLIED
+    """Applies a verified refund state exactly once, under the order's and the refund's row locks."""
+    try:
+        with transaction.atomic():
+            return _apply_refund(state, source)
+    except _Duplicate:
+        return Outcome.NO_CHANGE
+
+
+def _apply_refund(state: RefundState, source: str) -> Outcome:
+    order = _locked_order(state.out_trade_no)
+    refund = Refund.objects.select_for_update().filter(out_refund_no=state.out_refund_no).first() if order else None
+    if order is None or refund is None or refund.order_id != order.pk:
+        logger.warning("wechatpay refund %s for unknown refund %s", source, state.out_refund_no)
+        return Outcome.UNKNOWN_ORDER
+    if state.amount is not None and state.amount != refund.amount:
+        logger.warning("wechatpay refund %s for %s refused: amount mismatch", source, refund.out_refund_no)
+        return Outcome.MISMATCH
+    if state.status not in ("SUCCESS", "CLOSED", "ABNORMAL") or refund.status == state.status:
+        return Outcome.NO_CHANGE
+    if refund.status == Refund.Status.SUCCESS:
+        return Outcome.NO_CHANGE  # money that went out stays recorded
+    if state.status == "SUCCESS" and refund.status == Refund.Status.CLOSED:
+        # We had given up on it, but the money did go out: record it, and let a human look.
+        logger.error("refund %s was CLOSED here but WeChat Pay reports SUCCESS", refund.out_refund_no)
+    if state.status == "SUCCESS" and order.refunded_amount + refund.amount > order.amount:
+        logger.error("refund %s would exceed order %s: not applied", refund.out_refund_no, order.out_trade_no)
+        return Outcome.CONFLICT
+    _store_event(
+        order,
+        key=f"wechatpay:refund:{state.out_refund_no}:{state.status}",
+        source=source,
+        kind=f"REFUND.{state.status}",
+        payload=_jsonable(state.raw),
+        outcome=Outcome.APPLIED,
+    )
+    refund.status = state.status
+    refund.provider_refund_id = state.refund_id or refund.provider_refund_id
+    fields = ["status", "provider_refund_id"]
+    if state.status == "SUCCESS":
+        refund.succeeded_at = state.success_time or timezone.now()
+        fields.append("succeeded_at")
+        order.refunded_amount += refund.amount
+        order_fields = ["refunded_amount"]
+        if order.refunded_amount == order.amount:
+            transition(order, Order.Status.REFUNDED)
+            order_fields.append("status")
+        order.save(update_fields=order_fields)
+    refund.save(update_fields=fields)
+    return Outcome.APPLIED
 
 
 # --- sync, close, refund -------------------------------------------------------------

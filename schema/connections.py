@@ -2,35 +2,26 @@
 
 graphene-django's DjangoConnectionField runs `SELECT COUNT(*)` on every page, only to know
 whether there is a next one. Reading one row more than asked answers that for less. Paging
-backwards (`last` / `before`) needs the count, so it keeps graphene-django's way. Cursors are
-graphene's offsets either way, so a client can mix them.
+backwards (`last` / `before`) needs the count, so it keeps graphene-django's way, on the same
+queryset. Cursors are graphene's offsets either way, so a client can mix them.
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from django.db.models import QuerySet
 from graphene.relay.connection import connection_adapter, page_info_adapter
 from graphene_django import DjangoConnectionField
-from graphql_relay import connection_from_array_slice, cursor_to_offset, get_offset_with_default, offset_to_cursor
+from graphene_django.utils import maybe_queryset
+from graphql_relay import connection_from_array_slice, get_offset_with_default, offset_to_cursor
 
-from schema.errors import AppError, ErrorCode
-
-
-@runtime_checkable
-class Pageable(Protocol):
-    """What a resolver returns to be paged by ForwardConnectionField."""
-
-    def rows(self, offset: int, limit: int) -> list[Any]: ...
-
-    def queryset(self) -> QuerySet[Any]: ...
+from core.errors import AppError, ErrorCode
 
 
 class ForwardConnectionField(DjangoConnectionField):
-    """DjangoConnectionField whose resolver returns a Pageable: `first`/`after`/`offset` pages cost
-    one query of `first + 1` rows; `last`/`before` fall back to counting the queryset."""
+    """DjangoConnectionField whose `first`/`after`/`offset` pages are one query of `first + 1` rows."""
 
     @classmethod
     def connection_resolver(  # type: ignore[override]
@@ -65,52 +56,30 @@ class ForwardConnectionField(DjangoConnectionField):
         )
 
     @classmethod
-    def resolve_queryset(cls, connection: Any, iterable: Any, info: Any, args: dict[str, Any]) -> Any:
-        if isinstance(iterable, Pageable):
-            return iterable
-        return super().resolve_queryset(connection, iterable, info, args)
-
-    @classmethod
     def resolve_connection(
         cls, connection: Any, args: dict[str, Any], iterable: Any, max_limit: int | None = None
     ) -> Any:
-        if not isinstance(iterable, Pageable):
+        iterable = maybe_queryset(iterable)
+        first = args["first"] if args.get("first") is not None else max_limit
+        backwards = args.get("last") is not None or args.get("before") is not None
+        if backwards or first is None or not isinstance(iterable, QuerySet):
             return super().resolve_connection(connection, args, iterable, max_limit=max_limit)
-        if args.get("last") is not None or args.get("before") is not None:
-            return super().resolve_connection(connection, args, iterable.queryset(), max_limit=max_limit)
-        # `offset` counts from 1 after `after`, as graphene-django reads it.
-        offset = args.pop("offset", None)
-        after = args.get("after")
-        if offset:
-            if after:
-                offset += cursor_to_offset(after) + 1
-            args["after"] = offset_to_cursor(offset - 1)
-        start = get_offset_with_default(args.get("after"), -1) + 1
-        first = args.get("first")
-        if first is None:
-            first = args["first"] = max_limit
-        if first is None:  # no limit configured: the whole set, graphene-django's way
-            return super().resolve_connection(connection, args, iterable.queryset(), max_limit=max_limit)
-        rows = iterable.rows(start, first + 1)
-        # The set is known to reach at least this far; one more row than asked means a next page.
-        return connection_from_array_slice(
+        # `offset` counts rows after `after`, as graphene-django reads it; both become one cursor.
+        start = get_offset_with_default(args.get("after"), -1) + 1 + (args.pop("offset", None) or 0)
+        if start:
+            args["after"] = offset_to_cursor(start - 1)
+        args["first"] = first
+        rows = list(iterable[start : start + first + 1])
+        # The set reaches at least this far; one row more than asked means there is a next page.
+        page = connection_from_array_slice(
             rows,
             args,
             slice_start=start,
             array_length=start + len(rows),
             array_slice_length=len(rows),
             connection_type=partial(connection_adapter, connection),
-            edge_type=Edge,
+            edge_type=connection.Edge,
             page_info_type=page_info_adapter,
         )
-
-
-class Edge:
-    """What an edge resolves from: graphene reads `node` and `cursor` by attribute, and a plain
-    object costs a fraction of an ObjectType instance, fifty times a page."""
-
-    __slots__ = ("cursor", "node")
-
-    def __init__(self, node: Any, cursor: str) -> None:
-        self.node = node
-        self.cursor = cursor
+        page.iterable = iterable
+        return page

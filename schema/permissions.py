@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 from graphql import GraphQLResolveInfo
 
+from core.errors import AppError, ErrorCode
 from schema.auth import request_user
-from schema.errors import AppError, ErrorCode
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.http import HttpRequest
 from django_ratelimit.core import is_ratelimited
 
-from schema.errors import AppError, ErrorCode
+from core.errors import AppError, ErrorCode
 
 
 def enforce(request: HttpRequest, *, group: str, rate: str, key: str | Callable[[str, Any], str]) -> None:

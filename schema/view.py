@@ -24,11 +24,10 @@ from graphql import (
     validate,
 )
 
-from config.middleware import current_request_id
+from core.errors import AppError, ErrorCode
+from core.middleware import current_request_id
 from providers.http import ProviderError, ProviderUnavailable
 from schema.auth import authenticate
-from schema.errors import AppError, ErrorCode
-from schema.execution import SyncExecutionContext
 from schema.validation import validation_rules
 
 logger = logging.getLogger("schema")
@@ -178,7 +177,6 @@ class AppGraphQLView(GraphQLView):
                 variable_values=variables,
                 operation_name=operation_name,
                 middleware=self.get_middleware(request),
-                execution_context_class=SyncExecutionContext,
             )
         except Exception as exc:  # noqa: BLE001 (resolver errors are reported by graphql-core; this is the rest)
             return ExecutionResult(errors=[GraphQLError(str(exc), original_error=exc)])

@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 
 from config import providers
-from config.middleware import RequestIdFilter
+from core.middleware import RequestIdFilter
 
 CI = os.environ.get("CI", "").lower() == "true"
 

@@ -8,7 +8,7 @@ import pytest
 from django.db import OperationalError
 from django.test import Client
 
-import config.health
+import core.health
 
 
 class BrokenCache:
@@ -52,14 +52,14 @@ def test_healthz_carries_a_request_id(client, db):
 
 
 def test_healthz_cache_down(client, db, monkeypatch):
-    monkeypatch.setattr(config.health, "cache", BrokenCache())
+    monkeypatch.setattr(core.health, "cache", BrokenCache())
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json() == {"status": "down", "down": ["cache"]}
 
 
 def test_healthz_cache_that_forgets_is_down(client, db, monkeypatch):
-    monkeypatch.setattr(config.health, "cache", ForgetfulCache())
+    monkeypatch.setattr(core.health, "cache", ForgetfulCache())
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["down"] == ["cache"]
@@ -68,7 +68,7 @@ def test_healthz_cache_that_forgets_is_down(client, db, monkeypatch):
 def test_healthz_database_down(client, db, monkeypatch):
     # Undone inside the test: the db fixture's teardown needs a working cursor.
     with monkeypatch.context() as patch:
-        patch.setattr(config.health.connection, "cursor", _broken_cursor)
+        patch.setattr(core.health.connection, "cursor", _broken_cursor)
         response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json() == {"status": "down", "down": ["database"]}
@@ -76,8 +76,8 @@ def test_healthz_database_down(client, db, monkeypatch):
 
 def test_healthz_both_down(client, db, monkeypatch):
     with monkeypatch.context() as patch:
-        patch.setattr(config.health.connection, "cursor", _broken_cursor)
-        patch.setattr(config.health, "cache", BrokenCache())
+        patch.setattr(core.health.connection, "cursor", _broken_cursor)
+        patch.setattr(core.health, "cache", BrokenCache())
         response = client.get("/healthz")
     assert response.status_code == 503
     body = response.json()

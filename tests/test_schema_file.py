@@ -16,7 +16,7 @@ def test_schema_graphql_is_current():
 
 
 def test_every_error_code_is_documented_in_the_enum():
-    from schema.errors import ErrorCode
+    from core.errors import ErrorCode
 
     assert [c.value for c in ErrorCode] == [
         "UNAUTHENTICATED",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+import secrets
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,19 +62,8 @@ def claim(
 ) -> str | bool:
     """For an answer that uses something up (a login code): a pending fault of `kinds` is taken and
     returned, and nothing is used up; otherwise `once.key` is marked used, and True means it was
-    unused until now (then `then` is written too), False that it was used before.
-
-    A store with `take_fault_or_claim(fault_key, count_key, kinds, once, then)` (Redis:
-    config/sandbox_store.py) does it all in one atomic step, which keeps a sandbox login to one
-    round trip to the cache; any other store takes the same steps one by one.
-    """
-    atomic = getattr(store, "take_fault_or_claim", None)
-    if atomic is not None:
-        fault_key, count_key = _fault_keys(provider)
-        outcome: str | bool = atomic(fault_key, count_key, kinds, once, then)
-        if isinstance(outcome, str):
-            logger.info("sandbox: injecting %s into a %s answer", outcome, provider)
-        return outcome
+    unused until now (then `then` is written too), False that it was used before. `add` is atomic
+    on every Django cache, so of two concurrent claims of one key exactly one wins."""
     fault = take_fault(store, provider, kinds)
     if fault is not None:
         return fault
@@ -80,6 +72,23 @@ def claim(
     for write in then:
         store.set(write.key, write.value, write.ttl)
     return True
+
+
+@contextlib.contextmanager
+def locked(store: Store, key: str, *, ttl: int = 10, wait: float = 10.0) -> Iterator[None]:
+    """A lock on the shared cache around a read-modify-write of sandbox state (an order paid by
+    two cashiers at once gets one transaction id). It expires after `ttl` seconds if its holder dies."""
+    owner = secrets.token_hex(8)
+    deadline = time.monotonic() + wait
+    while not store.add(key, owner, ttl):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"sandbox lock {key} is held")
+        time.sleep(0.005)
+    try:
+        yield
+    finally:
+        if store.get(key) == owner:
+            store.delete(key)
 
 
 class InjectedFault(Exception):

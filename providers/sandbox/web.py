@@ -6,10 +6,10 @@ import json
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from html import escape
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.urls import URLPattern, path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -19,37 +19,6 @@ from providers.sandbox.wechatpay import WechatPaySimulator
 
 MAX_BODY = 1024 * 1024
 
-INDEX = """<!doctype html><html><head><meta charset="utf-8"><title>Provider sandbox</title>
-<style>body{{font:15px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem}}
-code,pre{{background:#f4f4f4;padding:.1rem .3rem}}h2{{margin-top:2rem}}</style></head><body>
-<h1>Provider sandbox</h1>
-<p>Simulates the WeChat API offline. Our real clients talk to it in-process, and it is served over
-HTTP here at the real paths. App <code>{appid}</code>.</p>
-<h2>WeChat mini-program</h2>
-<ul>
-<li>Login codes: any <code>name</code> (or <code>name:2</code>, <code>name:3</code>, ...) logs in the sandbox user
-<code>name</code> with a stable openid; each code works once (40163 after).
-Codes starting <code>invalid</code> get 40029, <code>ratelimit</code> 45011.</li>
-<li>Phone codes: <code>phone:13800138000</code> returns that number (+86); others get 40029.</li>
-<li><code>POST /sandbox/wechat/user-data</code> with <code>{{"openid": ..., "data": {{...}}}}</code> returns
-<code>encryptedData, iv, rawData, signature</code> made with that user's current session_key.</li>
-<li>Endpoints: {endpoints}</li>
-</ul>
-<h2>WeChat Pay (v2 and v3)</h2>
-<ul>
-<li>Cashier: <code>GET /sandbox/pay/&lt;out_trade_no&gt;</code> shows an order with Pay and Close buttons;
-<code>POST</code> the same path pays it and sends the signed notify to our notify URL
-(<code>?duplicates=N</code> sends it N times), answering <code>{{"notified": true, "answer": ...}}</code>.</li>
-<li><code>POST /sandbox/refund/&lt;out_refund_no&gt;</code> completes a refund and sends its notify (refunds also
-complete on their own a moment after they are requested).</li>
-</ul>
-<h2>Faults</h2>
-<p><code>POST /sandbox/faults</code> with
-<code>{{"provider": "wechat|wechatpay", "fault": "{faults}", "count": N}}</code>.
-Pending now: <code>{pending}</code>. <code>bad_signature</code> spoils the next signed WeChat Pay answer or
-notify.</p>
-</body></html>"""
-
 WECHAT_ENDPOINTS = [
     "GET /sns/jscode2session",
     "POST /cgi-bin/stable_token",
@@ -57,26 +26,6 @@ WECHAT_ENDPOINTS = [
     "POST /wxa/business/getuserphonenumber",
     "GET /wxa/checksession",
 ]
-
-
-def cashier_page(order: dict[str, Any]) -> str:
-    yuan = Decimal(order["amount"]) / 100
-    pending = order["state"] == "NOTPAY"
-    buttons = (
-        f'<form method="post"><button>Pay ¥{yuan:.2f}</button></form>'
-        f'<form method="post" action="{escape(order["out_trade_no"])}/close"><button>Close</button></form>'
-        if pending
-        else ""
-    )
-    return (
-        '<!doctype html><html><head><meta charset="utf-8"><title>Sandbox cashier</title>'
-        "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:28rem;margin:3rem auto}"
-        "form{display:inline-block;margin-right:1rem}button{font-size:1.1rem;padding:.4rem 1.2rem}</style>"
-        f"</head><body><h1>Sandbox cashier</h1><p><b>{escape(order['description'])}</b></p>"
-        f"<p>Amount: ¥{yuan:.2f} ({order['amount']} fen)</p>"
-        f"<p>Order <code>{escape(order['out_trade_no'])}</code>, WeChat Pay {order['version']}, "
-        f"{escape(order['trade_type'])}</p><p>State: <b>{escape(order['state'])}</b></p>{buttons}</body></html>"
-    )
 
 
 def _json_body(request: HttpRequest) -> Any:
@@ -95,14 +44,13 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
         return simulator
 
     def index(request: HttpRequest) -> HttpResponse:
-        sandbox = get_sandbox()
-        html = INDEX.format(
-            appid=escape(", ".join(wechat().apps)),
-            endpoints=", ".join(f"<code>{escape(e)}</code>" for e in WECHAT_ENDPOINTS),
-            faults="|".join(FAULTS),
-            pending=escape(json.dumps(sandbox.faults())),
-        )
-        return HttpResponse(html)
+        context = {
+            "appids": list(wechat().apps),
+            "endpoints": WECHAT_ENDPOINTS,
+            "faults": FAULTS,
+            "pending": json.dumps(get_sandbox().faults()),
+        }
+        return render(request, "sandbox/index.html", context)
 
     @csrf_exempt
     def user_data(request: HttpRequest) -> HttpResponse:
@@ -180,9 +128,8 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
         simulator = wechatpay()
         if request.method == "GET":
             order = simulator.order(out_trade_no)
-            if order is None:
-                return HttpResponse("<h1>No such order at the sandbox</h1>", status=404)
-            return HttpResponse(cashier_page(order))
+            yuan = f"{Decimal(order['amount']) / 100:.2f}" if order else ""
+            return render(request, "sandbox/cashier.html", {"order": order, "yuan": yuan}, status=200 if order else 404)
         if request.method != "POST":
             return JsonResponse({"error": "GET or POST"}, status=405)
         try:

@@ -7,6 +7,7 @@ API key and the order's sign type, v3 with the platform key named by its serial)
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from providers.sandbox.core import Sandbox, SandboxRequest, SandboxResponse, Store
+from providers.sandbox.core import Sandbox, SandboxRequest, SandboxResponse, Store, locked
 from providers.wechatpay import v2, v3
 from providers.wechatpay.types import CHINA
 
@@ -60,6 +61,10 @@ class WechatPaySimulator:
         self.auto_refund_notify = True
 
     # --- state -------------------------------------------------------------------
+    def _locked(self, number: str) -> contextlib.AbstractContextManager[None]:
+        """Held while an order or refund is read and changed: concurrent requests take turns."""
+        return locked(self.store, f"sbx:wxp:lock:{self.m.mchid}:{number}")
+
     def _key(self, out_trade_no: str) -> str:
         return f"sbx:wxp:order:{self.m.mchid}:{out_trade_no}"
 
@@ -137,37 +142,42 @@ class WechatPaySimulator:
         sign_type: str,
     ) -> tuple[dict[str, Any] | None, str]:
         """Creates the order, or returns the same one for an identical retry; (order, error code)."""
-        existing = self.order(out_trade_no)
-        if existing is not None:
-            if existing["state"] == "SUCCESS":
-                return None, "ORDERPAID"
-            if existing["state"] == "CLOSED":
-                return None, "ORDERCLOSED"
-            same = (existing["amount"], existing["trade_type"], existing["version"]) == (amount, trade_type, version)
-            return (existing, "") if same else (None, "OUT_TRADE_NO_USED")
-        prepay_id = "wx" + _now_china().strftime("%d%H%M%S") + secrets.token_hex(12)
-        order = {
-            "version": version,
-            "appid": self.m.appid,
-            "mchid": self.m.mchid,
-            "out_trade_no": out_trade_no,
-            "amount": amount,
-            "trade_type": trade_type,
-            "description": description,
-            "notify_url": notify_url,
-            "payer_openid": payer_openid,
-            "sign_type": sign_type,
-            "state": "NOTPAY",
-            "transaction_id": "",
-            "success_time": "",
-            "prepay_id": prepay_id,
-            "code_url": f"weixin://wxpay/bizpayurl?pr={secrets.token_urlsafe(8)}",
-            "h5_url": f"https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={prepay_id}&package={secrets.randbelow(10**10)}",
-            "refunded": 0,
-        }
-        self._save(order)
-        self._count_created()
-        return order, ""
+        with self._locked(out_trade_no):
+            existing = self.order(out_trade_no)
+            if existing is not None:
+                if existing["state"] == "SUCCESS":
+                    return None, "ORDERPAID"
+                if existing["state"] == "CLOSED":
+                    return None, "ORDERCLOSED"
+                same = (existing["amount"], existing["trade_type"], existing["version"]) == (
+                    amount,
+                    trade_type,
+                    version,
+                )
+                return (existing, "") if same else (None, "OUT_TRADE_NO_USED")
+            prepay_id = "wx" + _now_china().strftime("%d%H%M%S") + secrets.token_hex(12)
+            order = {
+                "version": version,
+                "appid": self.m.appid,
+                "mchid": self.m.mchid,
+                "out_trade_no": out_trade_no,
+                "amount": amount,
+                "trade_type": trade_type,
+                "description": description,
+                "notify_url": notify_url,
+                "payer_openid": payer_openid,
+                "sign_type": sign_type,
+                "state": "NOTPAY",
+                "transaction_id": "",
+                "success_time": "",
+                "prepay_id": prepay_id,
+                "code_url": f"weixin://wxpay/bizpayurl?pr={secrets.token_urlsafe(8)}",
+                "h5_url": f"https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={prepay_id}&package={secrets.randbelow(10**10)}",
+                "refunded": 0,
+            }
+            self._save(order)
+            self._count_created()
+            return order, ""
 
     def v2_unifiedorder(self, p: dict[str, str]) -> dict[str, Any]:
         trade_type = {"MWEB": "H5"}.get(p.get("trade_type", ""), p.get("trade_type", ""))
@@ -223,14 +233,15 @@ class WechatPaySimulator:
         return {"result_code": "SUCCESS", "trade_state": order["state"], **self._v2_trade_fields(order)}
 
     def v2_closeorder(self, p: dict[str, str]) -> dict[str, Any]:
-        order = self.order(p.get("out_trade_no", ""))
-        if order is None:
-            return {"result_code": "FAIL", "err_code": "ORDERNOTEXIST", "err_code_des": "订单不存在"}
-        if order["state"] in ("SUCCESS", "REFUND"):
-            return {"result_code": "FAIL", "err_code": "ORDERPAID", "err_code_des": "订单已支付"}
-        order["state"] = "CLOSED"
-        self._save(order)
-        return {"result_code": "SUCCESS"}
+        with self._locked(p.get("out_trade_no", "")):
+            order = self.order(p.get("out_trade_no", ""))
+            if order is None:
+                return {"result_code": "FAIL", "err_code": "ORDERNOTEXIST", "err_code_des": "订单不存在"}
+            if order["state"] in ("SUCCESS", "REFUND"):
+                return {"result_code": "FAIL", "err_code": "ORDERPAID", "err_code_des": "订单已支付"}
+            order["state"] = "CLOSED"
+            self._save(order)
+            return {"result_code": "SUCCESS"}
 
     def v2_refund(self, p: dict[str, str]) -> dict[str, Any]:
         refund, error = self._create_refund(
@@ -271,49 +282,51 @@ class WechatPaySimulator:
     def _create_refund(
         self, *, version: str, out_trade_no: str, out_refund_no: str, total: Any, amount: Any, notify_url: str
     ) -> tuple[dict[str, Any] | None, str]:
-        existing = self.refund(out_refund_no)
-        if existing is not None:
-            return existing, ""  # WeChat Pay treats a repeated out_refund_no as the same refund
-        order = self.order(out_trade_no)
-        if order is None:
-            return None, "ORDERNOTEXIST"
-        try:
-            total, amount = int(total), int(amount)
-        except (TypeError, ValueError):
-            return None, "PARAM_ERROR"
-        if order["state"] not in ("SUCCESS", "REFUND"):
-            return None, "TRADE_STATE_ERROR"
-        if total != order["amount"] or amount <= 0 or order["refunded"] + amount > order["amount"]:
-            return None, "INVALID_REQUEST"
-        refund = {
-            "version": version,
-            "out_trade_no": out_trade_no,
-            "transaction_id": order["transaction_id"],
-            "out_refund_no": out_refund_no,
-            "refund_id": "50" + secrets.token_hex(14),
-            "amount": amount,
-            "total": total,
-            "status": "PROCESSING",
-            "notify_url": notify_url or order["notify_url"],
-            "success_time": "",
-        }
-        order["refunded"] += amount
-        order["state"] = "REFUND"
-        self._save(order)
-        self._save_refund(refund)
-        if self.auto_refund_notify:
-            threading.Timer(0.05, self.complete_refund, args=(out_refund_no,)).start()
-        return refund, ""
+        with self._locked(out_trade_no):
+            existing = self.refund(out_refund_no)
+            if existing is not None:
+                return existing, ""  # WeChat Pay treats a repeated out_refund_no as the same refund
+            order = self.order(out_trade_no)
+            if order is None:
+                return None, "ORDERNOTEXIST"
+            try:
+                total, amount = int(total), int(amount)
+            except (TypeError, ValueError):
+                return None, "PARAM_ERROR"
+            if order["state"] not in ("SUCCESS", "REFUND"):
+                return None, "TRADE_STATE_ERROR"
+            if total != order["amount"] or amount <= 0 or order["refunded"] + amount > order["amount"]:
+                return None, "INVALID_REQUEST"
+            refund = {
+                "version": version,
+                "out_trade_no": out_trade_no,
+                "transaction_id": order["transaction_id"],
+                "out_refund_no": out_refund_no,
+                "refund_id": "50" + secrets.token_hex(14),
+                "amount": amount,
+                "total": total,
+                "status": "PROCESSING",
+                "notify_url": notify_url or order["notify_url"],
+                "success_time": "",
+            }
+            order["refunded"] += amount
+            order["state"] = "REFUND"
+            self._save(order)
+            self._save_refund(refund)
+            if self.auto_refund_notify:
+                threading.Timer(0.05, self.complete_refund, args=(out_refund_no,)).start()
+            return refund, ""
 
     def complete_refund(self, out_refund_no: str) -> tuple[int, str] | None:
         """The refund succeeds and its notify is sent; returns our endpoint's answer."""
-        refund = self.refund(out_refund_no)
-        if refund is None:
-            return None
-        if refund["status"] == "PROCESSING":
-            refund["status"] = "SUCCESS"
-            refund["success_time"] = _now_china().isoformat()
-            self._save_refund(refund)
+        with self._locked(out_refund_no):
+            refund = self.refund(out_refund_no)
+            if refund is None:
+                return None
+            if refund["status"] == "PROCESSING":
+                refund["status"] = "SUCCESS"
+                refund["success_time"] = _now_china().isoformat()
+                self._save_refund(refund)
         try:
             return self.send_refund_notify(out_refund_no)
         except Exception:  # noqa: BLE001 (a failed delivery is what WeChat Pay retries; log it)
@@ -441,14 +454,15 @@ class WechatPaySimulator:
         return self._v3_answer(200, self.v3_transaction(order))
 
     def v3_close(self, out_trade_no: str) -> SandboxResponse:
-        order = self.order(out_trade_no)
-        if order is None:
-            return self._v3_error(404, "ORDER_NOT_EXIST", "订单不存在")
-        if order["state"] in ("SUCCESS", "REFUND"):
-            return self._v3_error(400, "ORDERPAID", "订单已支付")
-        order["state"] = "CLOSED"
-        self._save(order)
-        return self._v3_answer(204, None)
+        with self._locked(out_trade_no):
+            order = self.order(out_trade_no)
+            if order is None:
+                return self._v3_error(404, "ORDER_NOT_EXIST", "订单不存在")
+            if order["state"] in ("SUCCESS", "REFUND"):
+                return self._v3_error(400, "ORDERPAID", "订单已支付")
+            order["state"] = "CLOSED"
+            self._save(order)
+            return self._v3_answer(204, None)
 
     def _v3_refund_body(self, refund: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -485,27 +499,29 @@ class WechatPaySimulator:
     # --- the cashier and notifies --------------------------------------------------------
     def pay(self, out_trade_no: str, payer_openid: str = "") -> dict[str, Any]:
         """The user pays: the order succeeds (once) and the signed notify goes to our notify URL."""
-        order = self.order(out_trade_no)
-        if order is None:
-            raise LookupError("no such order at the sandbox")
-        if order["state"] == "CLOSED":
-            raise ValueError("this order is closed")
-        if order["state"] == "NOTPAY":
-            order["state"] = "SUCCESS"
-            order["transaction_id"] = "4200" + _now_china().strftime("%Y%m%d") + secrets.token_hex(7)
-            order["success_time"] = _now_china().isoformat()
-            order["payer_openid"] = order["payer_openid"] or payer_openid
-            self._save(order)
-        return order
+        with self._locked(out_trade_no):
+            order = self.order(out_trade_no)
+            if order is None:
+                raise LookupError("no such order at the sandbox")
+            if order["state"] == "CLOSED":
+                raise ValueError("this order is closed")
+            if order["state"] == "NOTPAY":
+                order["state"] = "SUCCESS"
+                order["transaction_id"] = "4200" + _now_china().strftime("%Y%m%d") + secrets.token_hex(7)
+                order["success_time"] = _now_china().isoformat()
+                order["payer_openid"] = order["payer_openid"] or payer_openid
+                self._save(order)
+            return order
 
     def close_at_cashier(self, out_trade_no: str) -> dict[str, Any]:
-        order = self.order(out_trade_no)
-        if order is None:
-            raise LookupError("no such order at the sandbox")
-        if order["state"] == "NOTPAY":
-            order["state"] = "CLOSED"
-            self._save(order)
-        return order
+        with self._locked(out_trade_no):
+            order = self.order(out_trade_no)
+            if order is None:
+                raise LookupError("no such order at the sandbox")
+            if order["state"] == "NOTPAY":
+                order["state"] = "CLOSED"
+                self._save(order)
+            return order
 
     def pay_notify(self, out_trade_no: str) -> tuple[str, dict[str, str], bytes]:
         """(url, headers, body) of the pay notify for a paid order."""

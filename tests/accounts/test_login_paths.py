@@ -1,5 +1,4 @@
-"""wechatLogin's one-statement path (PostgreSQL) and the locked path write the same rows and agree
-on every case: first login, returning login, a unionid another app knows, races, disabled users."""
+"""wechatLogin's rows: first login, returning login, a unionid another app knows, races."""
 
 from __future__ import annotations
 
@@ -8,12 +7,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connections
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts import services
 from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token
 from providers.sandbox.wechat import openid_for, unionid_for
 from tests.conftest import LOGIN, GraphQLClient
@@ -64,36 +61,6 @@ def test_a_new_user_has_the_defaults_create_user_gives(gql):
     # Unusable, and shaped as make_password(None) shapes it.
     assert not made.has_usable_password() and made.password[0] == probe.password[0]
     assert len(made.password) == len(probe.password) and made.password != probe.password
-
-
-@pytest.mark.postgres
-@pytest.mark.django_db
-def test_a_login_sends_only_the_per_login_values():
-    # A field without a default (nickname, email...) holds NOT_PROVIDED, a class: still a constant.
-    constant, varying = services._new_user_fields()
-    assert {f.attname for f in varying} == set(services._NEW_USER_PER_LOGIN)
-    assert {"nickname", "email", "is_active", "gender"} <= {f.attname for f in constant}
-    statement, _, _ = services._login_statement()
-    assert set(statement.names) == {
-        *("appid", "openid", "unionid", "session_key", "now", "kind", "token", "relax"),
-        *("u_username", "u_password"),
-    }
-    assert "''::varchar(64)" in statement.sql and "true::boolean" in statement.sql  # nickname, is_active
-
-
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_a_login_is_one_statement_and_keeps_the_connection_durable(client):
-    gql = GraphQLClient(client)
-    gql.login("warm-up")  # the connection prepares the statement once
-    for code in ("dora", "dora:2"):  # a first login, then a returning one
-        with CaptureQueriesContext(connection) as ctx:
-            gql.login(code)
-        assert [q["sql"].split()[0] for q in ctx.captured_queries] == ["EXECUTE"], ctx.captured_queries
-    # The login's commit skipped the disk flush; nothing after it on this connection does.
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] == "on"
 
 
 def test_a_unionid_known_from_another_app_is_the_same_user(gql):

@@ -17,7 +17,7 @@ from django.db import connection, connections, transaction
 from django.test import Client
 
 from config import providers
-from payments import services, views
+from payments import notifies, services
 from payments.models import Order, PaymentEvent, Refund
 from providers.sandbox.wechatpay import encrypt_refund_info
 from providers.wechatpay import v2, v3
@@ -132,14 +132,20 @@ def test_twenty_concurrent_identical_notifies_apply_once(products, django_user_m
     order = paid_at_sandbox(user, version)
     url, headers, body = simulator().pay_notify(order.out_trade_no)
     outcomes: list[services.Outcome] = []
-    real_apply = views.apply_trade
+    transitions: list[tuple[str, str]] = []
+    real_apply, real_transition = notifies.apply_trade, services.transition
 
     def counting_apply(trade: Any, *, source: str) -> services.Outcome:
         outcome = real_apply(trade, source=source)
         outcomes.append(outcome)
         return outcome
 
-    monkeypatch.setattr(views, "apply_trade", counting_apply)
+    def counting_transition(locked: Order, new: str) -> None:
+        transitions.append((locked.out_trade_no, new))
+        real_transition(locked, new)
+
+    monkeypatch.setattr(notifies, "apply_trade", counting_apply)
+    monkeypatch.setattr(services, "transition", counting_transition)
     n = 20
     barrier = threading.Barrier(n)
     responses: list[Any] = []
@@ -164,8 +170,9 @@ def test_twenty_concurrent_identical_notifies_apply_once(products, django_user_m
     assert errors == []
     assert len(responses) == n
     assert [is_success(version, r) for r in responses] == [True] * n, [(r.status_code, r.content) for r in responses]
-    # One notify changed the order; the 19 others found it paid (on either path) and changed nothing.
+    # One notify changed the order, through transition(); the 19 others found it paid and changed nothing.
     assert sorted(o.value for o in outcomes) == ["APPLIED"] + ["NO_CHANGE"] * (n - 1)
+    assert transitions == [(order.out_trade_no, Order.Status.PAID)]
     assert PaymentEvent.objects.count() == 1
     event = PaymentEvent.objects.get()
     order.refresh_from_db()

@@ -1,4 +1,4 @@
-"""The one error vocabulary of the API, raised by services and surfaced as `extensions.code`."""
+"""The one error vocabulary of the domain: services raise AppError; schema/ turns it into `extensions.code`."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 def _database_ok() -> bool:
     try:
+        # The probe every database answers; no flow runs SQL of its own.
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             return cursor.fetchone() == (1,)
