@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -142,13 +143,15 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
             copies = max(1, min(int(request.GET.get("duplicates", "1")), 20))
         except ValueError:
             copies = 1
-        answers = []
-        for _ in range(copies):
-            try:
-                status, body = simulator.send_pay_notify(out_trade_no)
-            except (OSError, ValueError) as exc:  # our notify URL did not answer, or is not ours
-                return JsonResponse({"notified": False, "error": f"notify not delivered: {exc}"}, status=502)
-            answers.append({"status": status, "body": body})
+        try:
+            delivered = simulator.send_pay_notify_copies(out_trade_no, copies)
+        except (
+            OSError,
+            ValueError,
+            threading.BrokenBarrierError,
+        ) as exc:  # our notify URL did not answer, or is not ours
+            return JsonResponse({"notified": False, "error": f"notify not delivered: {exc}"}, status=502)
+        answers = [{"status": status, "body": body} for status, body in delivered]
         return JsonResponse({"notified": True, "answer": answers[-1], "answers": answers})
 
     @csrf_exempt

@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -585,6 +586,19 @@ class WechatPaySimulator:
     def send_pay_notify(self, out_trade_no: str) -> tuple[int, str]:
         url, headers, body = self.pay_notify(out_trade_no)
         return self.deliver(url, headers, body)
+
+    def send_pay_notify_copies(self, out_trade_no: str, copies: int) -> list[tuple[int, str]]:
+        """One pay notify sent `copies` times at once, as WeChat Pay's deliveries over different links
+        can arrive together; our endpoint's answers. A copy that cannot be delivered raises."""
+        url, headers, body = self.pay_notify(out_trade_no)
+        together = threading.Barrier(copies)
+
+        def send(_: int) -> tuple[int, str]:
+            together.wait(timeout=10)
+            return self.deliver(url, headers, body)
+
+        with ThreadPoolExecutor(max_workers=copies) as pool:
+            return list(pool.map(send, range(copies)))
 
     def send_refund_notify(self, out_refund_no: str) -> tuple[int, str]:
         url, headers, body = self.refund_notify(out_refund_no)

@@ -1,0 +1,56 @@
+"""What many test modules share that is not a fixture: the GraphQL client, its documents, error codes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.test import Client
+
+LOGIN = """
+mutation Login($code: String!) {
+  wechatLogin(code: $code) { token refreshToken created user { id openid unionid nickname } }
+}
+"""
+ORDER_FIELDS = "outTradeNo status amount provider apiVersion tradeType transactionId paidAt refundedAmount"
+CREATE_ORDER = (
+    "mutation C($input: CreateWechatPayOrderInput!) { createWechatPayOrder(input: $input) {"
+    f" order {{ {ORDER_FIELDS} }}"
+    " payParams { appId timeStamp nonceStr package signType paySign }"
+    " appParams { appid partnerid prepayid package noncestr timestamp sign } codeUrl h5Url } }"
+)
+
+
+class GraphQLClient:
+    """POSTs GraphQL documents through Django's test client, with the JWT of the last login."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.token: str | None = None
+
+    def raw(self, query: str, variables: dict[str, Any] | None = None, **extra: Any) -> Any:
+        headers = {}
+        if self.token:
+            headers["HTTP_AUTHORIZATION"] = f"JWT {self.token}"
+        headers.update(extra)
+        body = json.dumps({"query": query, "variables": variables or {}})
+        return self.client.post("/graphql/", body, content_type="application/json", **headers)
+
+    def __call__(self, query: str, variables: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        response = self.raw(query, variables, **extra)
+        return response.json()  # type: ignore[no-any-return]
+
+    def login(self, code: str) -> dict[str, Any]:
+        result = self(LOGIN, {"code": code})
+        assert "errors" not in result, result
+        self.token = result["data"]["wechatLogin"]["token"]
+        return result["data"]["wechatLogin"]  # type: ignore[no-any-return]
+
+
+def error_code(result: dict[str, Any]) -> str:
+    assert result.get("errors"), result
+    return result["errors"][0]["extensions"]["code"]  # type: ignore[no-any-return]
+
+
+def create_order_input(sku: str = "coffee", quantity: int = 1, version: str = "V3", **extra: Any) -> dict[str, Any]:
+    return {"input": {"sku": sku, "quantity": quantity, "tradeType": "JSAPI", "apiVersion": version, **extra}}
