@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 from typing import Any
@@ -9,17 +8,13 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 from django.test import Client
 
 from config import providers
 from core.middleware import RequestIdFilter
+from tests.helpers import GraphQLClient
 
 CI = os.environ.get("CI", "").lower() == "true"
-
-
-def _on_postgres() -> bool:
-    return connection.vendor == "postgresql"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -61,45 +56,9 @@ def wechat_sandbox() -> Any:
     return providers.sandbox().providers["wechat"]
 
 
-class GraphQLClient:
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.token: str | None = None
-
-    def raw(self, query: str, variables: dict[str, Any] | None = None, **extra: Any) -> Any:
-        headers = {}
-        if self.token:
-            headers["HTTP_AUTHORIZATION"] = f"JWT {self.token}"
-        headers.update(extra)
-        body = json.dumps({"query": query, "variables": variables or {}})
-        return self.client.post("/graphql/", body, content_type="application/json", **headers)
-
-    def __call__(self, query: str, variables: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-        response = self.raw(query, variables, **extra)
-        return response.json()  # type: ignore[no-any-return]
-
-    def login(self, code: str) -> dict[str, Any]:
-        result = self(LOGIN, {"code": code})
-        assert "errors" not in result, result
-        self.token = result["data"]["wechatLogin"]["token"]
-        return result["data"]["wechatLogin"]  # type: ignore[no-any-return]
-
-
-LOGIN = """
-mutation Login($code: String!) {
-  wechatLogin(code: $code) { token refreshToken created user { id openid unionid nickname } }
-}
-"""
-
-
 @pytest.fixture
 def gql(client: Client, db: Any) -> GraphQLClient:
     return GraphQLClient(client)
-
-
-def error_code(result: dict[str, Any]) -> str:
-    assert result.get("errors"), result
-    return result["errors"][0]["extensions"]["code"]  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from providers.http import ProviderError, ProviderUnavailable
 from schema.schema import schema as app_schema
 from schema.validation import complexity_rule, validation_rules
 from schema.view import AppGraphQLView
-from tests.conftest import error_code
+from tests.helpers import error_code
 
 GRAPHQL_SCHEMA = app_schema.graphql_schema
 CODES = {

@@ -14,7 +14,7 @@ from graphql_jwt.utils import jwt_encode
 
 from accounts.models import RefreshToken, User, WechatIdentity
 from config import providers
-from tests.conftest import LOGIN, error_code
+from tests.helpers import LOGIN, error_code
 
 ME = "{ me { id openid unionid nickname phoneNumber } }"
 

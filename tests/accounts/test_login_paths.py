@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token
 from providers.sandbox.wechat import openid_for, unionid_for
-from tests.conftest import LOGIN, GraphQLClient
+from tests.helpers import LOGIN, GraphQLClient
 
 APPID = settings.WECHAT_MINIPROGRAM_APPID
 JOIN_TIMEOUT = 30

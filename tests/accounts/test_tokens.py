@@ -8,7 +8,7 @@ from django.db import connection
 from accounts import services
 from accounts.models import RefreshToken, User, hash_refresh_token
 from core.errors import AppError, ErrorCode
-from tests.conftest import error_code
+from tests.helpers import error_code
 
 REFRESH = "mutation R($t: String!) { refreshToken(refreshToken: $t) { token refreshToken } }"
 REVOKE = "mutation V($t: String!) { revokeToken(refreshToken: $t) { revoked } }"

@@ -11,7 +11,7 @@ from django.conf import settings
 from accounts.models import User, WechatIdentity
 from config import providers
 from providers.wechat.crypto import encrypt_user_data, pkcs7_pad
-from tests.conftest import LOGIN, error_code
+from tests.helpers import LOGIN, error_code
 
 DECRYPT = """
 mutation D($e: String!, $iv: String!, $raw: String, $sig: String) {

@@ -3,7 +3,7 @@
 import pytest
 
 from payments.models import Order, PaymentEvent, Refund
-from tests.conftest import error_code
+from tests.helpers import error_code
 from tests.payments.conftest import CREATE
 
 ORDER = "query O($n: String!) { order(outTradeNo: $n) { outTradeNo status transactionId paidAt refundedAmount } }"

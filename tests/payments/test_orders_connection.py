@@ -11,7 +11,7 @@ from graphql_jwt.shortcuts import get_token
 from graphql_relay import connection_from_array
 
 from payments.models import Order
-from tests.conftest import error_code
+from tests.helpers import error_code
 from tests.payments.test_reliability import make_order
 
 PAGE = (

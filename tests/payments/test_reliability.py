@@ -20,7 +20,7 @@ from payments import services
 from payments.models import Order, PaymentEvent, Product, Refund
 from payments.schema import CreateWechatPayOrderInput
 from providers.wechatpay.types import Trade
-from tests.conftest import error_code
+from tests.helpers import error_code
 from tests.payments.conftest import CREATE
 from tests.payments.test_notify_views import (
     JOIN_TIMEOUT,
@@ -152,7 +152,9 @@ def test_a_payment_of_a_pending_order_is_five_statements(products, django_user_m
     order = make_order(user, products["coffee"])
     # BEGIN, the order locked, its event stored, the order updated, COMMIT.
     with django_assert_num_queries(5):
-        outcome = services.apply_trade(paid_trade(order, transaction_id="4200000001202611210000000012"), source="NOTIFY")
+        outcome = services.apply_trade(
+            paid_trade(order, transaction_id="4200000001202611210000000012"), source="NOTIFY"
+        )
     assert outcome == services.Outcome.APPLIED
     assert Order.objects.get(pk=order.pk).status == "PAID"
 
