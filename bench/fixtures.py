@@ -11,8 +11,8 @@ same sandbox keys (shared through the cache key "sbx:wxp:keys", see config/provi
         B3<run><phase><n>); writes WORK/notify_v2-PHASE.lines (one notify a line: out_trade_no TAB
         the signed XML body, built as providers/sandbox/wechatpay.py WechatPaySimulator.pay_notify
         builds it) and WORK/notify_v3-PHASE.orders (what `sign` needs). Then measures the SQL statements of one
-        `orders` request, one v2 and one v3 notify (Django's test client through the whole stack,
-        CaptureQueriesContext) and writes them to WORK/sql.txt (+ WORK/sql-*.log).
+        request of each scenario (`me`, a first login, the `orders` page, a v2 and a v3 notify; Django's test
+        client through the whole stack, CaptureQueriesContext) and writes them to WORK/sql.txt (+ WORK/sql-*.log).
     fixtures.py sign WORK PHASE [COUNT]
         Builds and signs the v3 TRANSACTION.SUCCESS notifies of PHASE now (Wechatpay-Timestamp is
         checked against the server's clock, +-5 min): WORK/notify_v3-PHASE.lines, one notify a
@@ -61,6 +61,8 @@ from providers.wechatpay import v2  # noqa: E402
 from providers.wechatpay.types import CHINA  # noqa: E402
 
 ORDERS_QUERY = "{ orders(first: 50) { edges { node { outTradeNo status amount product { sku } } } } }"
+ME_QUERY = "{ me { id openid nickname } }"
+LOGIN_QUERY = "mutation Login($code: String!) { wechatLogin(code: $code) { token refreshToken created user { id } } }"
 V2_OK = b"<return_code><![CDATA[SUCCESS]]></return_code>"
 PRICE = 990
 ORDERS_OF_USER = 60
@@ -243,63 +245,66 @@ def _capture(work: Path, name: str, send: Callable[[], Any]) -> tuple[int, Any]:
     return len(ctx.captured_queries), response
 
 
-def _probe(work: Path, run: str, token: str, notify_user: User, product: Product) -> dict[str, str]:
-    """SQL statements per request, through the whole stack (middleware, view), as a worker runs them.
+def _graphql(client: Client, query: str, variables: dict[str, Any] | None = None, token: str = "") -> Any:
+    headers = {"HTTP_AUTHORIZATION": f"JWT {token}"} if token else {}
+    body = json.dumps({"query": query, "variables": variables or {}})
+    return client.post("/graphql/", data=body, content_type="application/json", **headers)
 
-    Each request is sent twice in this process: the first also pays one-time costs of a new
-    connection (the auth statement is PREPAREd once per connection); the second is what a warm
-    worker does on every request, and is the figure reported.
-    """
+
+def _probe(work: Path, run: str, token: str, notify_user: User, product: Product) -> dict[str, str]:
+    """SQL statements per request of each scenario, through the whole stack (middleware, view), as a
+    worker runs them: each request is sent twice and the second is the figure reported (the first
+    may pay for a new connection). The same numbers are pinned by the test suite."""
     client = Client(HTTP_HOST="127.0.0.1")
     out: dict[str, str] = {}
 
-    def orders() -> Any:
-        return client.post(
-            "/graphql/",
-            data=json.dumps({"query": ORDERS_QUERY}),
-            content_type="application/json",
-            HTTP_AUTHORIZATION=f"JWT {token}",
-        )
+    def twice(name: str, send: Callable[[int], Any], ok: Callable[[Any], bool]) -> None:
+        counts = []
+        for n in range(2):
+            count, response = _capture(work, name, lambda n=n: send(n))
+            if not ok(response):
+                raise SystemExit(f"{name} probe failed: HTTP {response.status_code} {response.content[:300]!r}")
+            counts.append(count)
+        out[f"{name}_queries"] = str(counts[1])
 
-    counts = []
-    for _ in range(2):
-        count, response = _capture(work, "orders", orders)
-        data = json.loads(response.content)
-        edges = (data.get("data") or {}).get("orders", {}).get("edges", []) if isinstance(data, dict) else []
-        if response.status_code != 200 or "errors" in data or len(edges) != 50:
-            raise SystemExit(f"orders probe failed: HTTP {response.status_code} {response.content[:300]!r}")
-        counts.append(count)
-    out["orders_queries"], out["orders_queries_first"] = str(counts[1]), str(counts[0])
+    def answered(response: Any, field: str, check: Callable[[Any], bool] = bool) -> bool:
+        data = json.loads(response.content) if response.status_code == 200 else {}
+        return "errors" not in data and check((data.get("data") or {}).get(field))
 
+    twice("me", lambda n: _graphql(client, ME_QUERY, token=token), lambda r: answered(r, "me"))
+    # Each a first login of a new sandbox user, as the login scenario's are.
+    twice(
+        "login",
+        lambda n: _graphql(client, LOGIN_QUERY, {"code": f"p{run}{n}"}),
+        lambda r: answered(r, "wechatLogin", lambda d: bool(d and d["created"])),
+    )
+    twice(
+        "orders",
+        lambda n: _graphql(client, ORDERS_QUERY, token=token),
+        lambda r: answered(r, "orders", lambda d: bool(d) and len(d["edges"]) == 50),
+    )
     numbers = {ver: [out_trade_no(ver, run, "probe", n) for n in range(2)] for ver in ("V2", "V3")}
     for ver, nums in numbers.items():
         _create_orders(notify_user, product, ver, nums)
-    counts = []
-    for number in numbers["V2"]:
-        body = v2_notify(number, product.price, settings.WECHATPAY_V2_SIGN_TYPE)
-        count, response = _capture(
-            work, "notify_v2", lambda body=body: client.post("/notify/wechatpay/v2/", body, content_type="text/xml")
-        )
-        if response.status_code != 200 or V2_OK not in response.content:
-            raise SystemExit(f"v2 notify probe failed: HTTP {response.status_code} {response.content[:300]!r}")
-        counts.append(count)
-    out["notify_v2_queries"] = str(counts[1])
-    counts = []
+    v2_bodies = [v2_notify(number, product.price, settings.WECHATPAY_V2_SIGN_TYPE) for number in numbers["V2"]]
+    twice(
+        "notify_v2",
+        lambda n: client.post("/notify/wechatpay/v2/", v2_bodies[n], content_type="text/xml"),
+        lambda r: r.status_code == 200 and V2_OK in r.content,
+    )
     _signer_init(_platform_key())
+    v3_requests = []
     for number in numbers["V3"]:
         headers, body = v3_headers(_v3_line((number, product.price)))
         extra = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items() if k != "Content-Type"}
-        count, response = _capture(
-            work,
-            "notify_v3",
-            lambda body=body, extra=extra: client.post(
-                "/notify/wechatpay/v3/", body, content_type="application/json", **extra
-            ),
-        )
-        if response.status_code != 204:
-            raise SystemExit(f"v3 notify probe failed: HTTP {response.status_code} {response.content[:300]!r}")
-        counts.append(count)
-    out["notify_v3_queries"] = str(counts[1])
+        v3_requests.append((body, extra))
+    twice(
+        "notify_v3",
+        lambda n: client.post(
+            "/notify/wechatpay/v3/", v3_requests[n][0], content_type="application/json", **v3_requests[n][1]
+        ),
+        lambda r: r.status_code == 204,
+    )
     paid = Order.objects.filter(out_trade_no__in=numbers["V2"] + numbers["V3"], status=Order.Status.PAID).count()
     if paid != 4:
         raise SystemExit(f"probe: {paid} of 4 probe orders are PAID after their notifies")
@@ -337,10 +342,12 @@ def setup(work: Path, run: str, orders_user_id: int, token: str, phases: str, v2
     out = _probe(work, run, token, notify_user, product)
     out["notify_orders_created"] = str(created)
     (work / "sql.txt").write_text(" ".join(f"{k}={v}" for k, v in out.items()) + "\n", encoding="utf-8")
+    counts = ", ".join(
+        f"{key.removesuffix('_queries')} {value}" for key, value in out.items() if key.endswith("_queries")
+    )
     print(
         f"[bench] fixtures: {ORDERS_OF_USER} orders of the orders user, {created} pending notify orders; "
-        f"SQL per request: {out['orders_queries']} (orders), {out['notify_v2_queries']} (v2 notify), "
-        f"{out['notify_v3_queries']} (v3 notify); {time.monotonic() - started:.1f} s",
+        f"SQL per request: {counts}; {time.monotonic() - started:.1f} s",
         file=sys.stderr,
     )
 
