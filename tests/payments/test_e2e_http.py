@@ -6,12 +6,10 @@ import pytest
 import requests
 from graphql_jwt.shortcuts import get_token
 
-from accounts.models import User
 from config import providers
-from payments.models import Product
-from tests.payments.conftest import CREATE
+from tests.factories import ProductFactory, StaffFactory
+from tests.helpers import CREATE_ORDER, LOGIN, create_order_input
 
-LOGIN = "mutation($c: String!) { wechatLogin(code: $c) { token } }"
 ORDER = "query($n: String!) { order(outTradeNo: $n) { status transactionId refundedAmount } }"
 REFUND = (
     'mutation($n: String!, $a: Int!) { refundOrder(outTradeNo: $n, amount: $a, reason: "e2e") { outRefundNo status } }'
@@ -22,7 +20,7 @@ REFUND = (
 def server(live_server, settings):
     settings.PUBLIC_BASE_URL = live_server.url  # the sandbox posts notifies here, over HTTP
     providers.reset()
-    Product.objects.create(sku="coffee", title="Coffee", price=1800)
+    ProductFactory(sku="coffee", price=1800)
     session = requests.Session()
 
     def gql(query, variables=None, token=None):
@@ -37,14 +35,13 @@ def server(live_server, settings):
 
 
 def _create(gql, token, trade_type, version):
-    variables = {"input": {"sku": "coffee", "quantity": 1, "tradeType": trade_type, "apiVersion": version}}
-    return gql(CREATE, variables, token)["createWechatPayOrder"]
+    return gql(CREATE_ORDER, create_order_input(version=version, tradeType=trade_type), token)["createWechatPayOrder"]
 
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("version", ["V2", "V3"])
 def test_pay_and_refund_over_http(server, version):
-    token = server(LOGIN, {"c": "alice"})["wechatLogin"]["token"]
+    token = server(LOGIN, {"code": "alice"})["wechatLogin"]["token"]
     created = _create(server, token, "JSAPI", version)
     number = created["order"]["outTradeNo"]
     assert created["payParams"]["package"].startswith("prepay_id=")
@@ -60,7 +57,7 @@ def test_pay_and_refund_over_http(server, version):
     assert _create(server, token, "NATIVE", version)["codeUrl"].startswith("weixin://")
     assert _create(server, token, "H5", version)["h5Url"].startswith("https://")
 
-    staff = User.objects.create_user(username=f"staff-{version}", password="x", is_staff=True)
+    staff = StaffFactory(username=f"staff-{version}")
     refund = server(REFUND, {"n": number, "a": 1800}, get_token(staff))["refundOrder"]
     assert refund["status"] == "PROCESSING"
     # The sandbox completes the refund a moment later and posts its notify to our server.

@@ -1,18 +1,273 @@
-"""The notify views against a server run as `make run` runs it (runserver, SQLite, the sandbox)."""
+"""payments/views.py: what the notify endpoints answer. Hostile and garbage bodies, a GET, an
+unexpected error (the provider's failure answer, never Django's HTML 500), the statements one notify
+costs, 20 identical notifies at once (PostgreSQL, and a runserver on SQLite as `make run` runs it)."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+from django.db import OperationalError, connection
+from django.test import Client
 
+from payments import notifies, services
+from payments.models import Order, PaymentEvent, Refund
 from tests.helpers import CREATE_ORDER, LOGIN, create_order_input
+from tests.payments.notify_bodies import (
+    JOIN_TIMEOUT,
+    V2_PATH,
+    V2_REFUND_PATH,
+    V3_PATH,
+    captured_refund_notify,
+    is_success,
+    paid_at_sandbox,
+    post_notify,
+    refund_in_flight,
+    sign_v3,
+    simulator,
+    state,
+    v2_return_code,
+)
 from tests.processes import clean_env, free_port, run_python, running_server
+
+# --- hostile and garbage bodies -----------------------------------------------------------------
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+ <!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+ <!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+ <!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+ <!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+ <!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<xml><return_code>SUCCESS</return_code><out_trade_no>NUMBER</out_trade_no><attach>&lol9;</attach></xml>"""
+
+XXE = b"""<?xml version="1.0"?>
+<!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<xml><return_code>SUCCESS</return_code><out_trade_no>NUMBER</out_trade_no><attach>&xxe;</attach></xml>"""
+
+
+def _ten_megabytes(number: str) -> bytes:
+    head = f"<xml><return_code>SUCCESS</return_code><out_trade_no>{number}</out_trade_no><attach>".encode()
+    return head + b"A" * (10 * 1024 * 1024) + b"</attach></xml>"
+
+
+@pytest.mark.parametrize("path", [V2_PATH, V2_REFUND_PATH])
+@pytest.mark.parametrize("kind", ["billion_laughs", "xxe", "ten_megabytes"])
+def test_hostile_v2_bodies_are_refused_fast(products, buyer, wechatpay_sandbox, path, kind):
+    order = paid_at_sandbox(buyer, "V2")
+    number = order.out_trade_no.encode()
+    body = {
+        "billion_laughs": BILLION_LAUGHS.replace(b"NUMBER", number),
+        "xxe": XXE.replace(b"NUMBER", number),
+        "ten_megabytes": _ten_megabytes(order.out_trade_no),
+    }[kind]
+    before = state(order)
+    started = time.monotonic()
+    response = Client().post(path, body, content_type="text/xml")
+    elapsed = time.monotonic() - started
+
+    assert response.status_code < 500
+    if response.status_code == 200:
+        assert v2_return_code(response) == "FAIL"
+    else:
+        assert 400 <= response.status_code < 500
+    assert b"root:" not in response.content  # no file content ever reaches the answer
+    assert elapsed < 2, f"refusing a hostile body took {elapsed:.2f}s"
+    assert state(order) == before
+    assert Refund.objects.count() == 0
+
+
+def test_ten_megabytes_to_v3_is_413(products, buyer, wechatpay_sandbox):
+    order = paid_at_sandbox(buyer, "V3")
+    _, headers, _ = wechatpay_sandbox.pay_notify(order.out_trade_no)
+    body = b'{"resource":"' + b"A" * (10 * 1024 * 1024) + b'"}'
+    before = state(order)
+    started = time.monotonic()
+    response = post_notify(V3_PATH, sign_v3(headers, body), body)
+    assert time.monotonic() - started < 2
+    assert response.status_code == 413
+    assert response.json()["code"] == "FAIL"
+    assert state(order) == before
+
+
+@pytest.mark.parametrize("path", [V2_PATH, V2_REFUND_PATH, V3_PATH])
+def test_get_on_notify_urls_is_405(db, path):
+    response = Client().get(path)
+    assert response.status_code == 405
+    assert PaymentEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize("path", [V2_PATH, V2_REFUND_PATH])
+def test_v2_garbage_and_empty_bodies_get_the_failure_answer(db, path):
+    for body in (b"", b"not xml", b"<xml><a><b>nested</b></a></xml>", b"\xff\xfe\x00<xml>"):
+        response = Client().post(path, body, content_type="text/xml")
+        assert v2_return_code(response) == "FAIL", body
+    assert PaymentEvent.objects.count() == 0
+
+
+def test_v3_garbage_body_with_no_headers_is_refused(db):
+    response = Client().post(V3_PATH, b"{}", content_type="application/json")
+    assert response.status_code == 401 and response.json()["code"] == "FAIL"
+    assert PaymentEvent.objects.count() == 0
+
+
+# --- a genuine notify, and what it costs or what goes wrong while it is applied ------------------
+
+NOTIFIES = ["v2-pay", "v2-refund", "v3-pay", "v3-refund"]
+
+
+def genuine_notify(kind: str, sandbox: Any, buyer: Any, staff: Any) -> tuple[Order, Refund | None, Any]:
+    """A fresh pending order paid at the sandbox (pay), or a paid order with a PROCESSING refund
+    completed at the sandbox (refund); and the notify WeChat Pay would send for it, not yet sent."""
+    version, what = kind.split("-")
+    if what == "pay":
+        order = paid_at_sandbox(buyer, version.upper())
+        return order, None, sandbox.pay_notify(order.out_trade_no)
+    order, refund = refund_in_flight(sandbox, version.upper(), buyer=buyer, staff=staff)
+    return order, refund, captured_refund_notify(sandbox, refund.out_refund_no)
+
+
+def _everything(order: Order) -> tuple[Any, ...]:
+    return state(order), list(Refund.objects.order_by("pk").values_list("status", "succeeded_at"))
+
+
+@pytest.mark.parametrize(
+    ("error", "message"), [(RuntimeError, "boom"), (OperationalError, "database is locked")], ids=["runtime", "db"]
+)
+@pytest.mark.parametrize("kind", NOTIFIES)
+def test_an_unexpected_error_gets_the_providers_failure_answer_never_an_html_500(
+    products, buyer, staff, wechatpay_sandbox, monkeypatch, console_log, kind, error, message
+):
+    order, refund, (url, headers, body) = genuine_notify(kind, wechatpay_sandbox, buyer, staff)
+    before = _everything(order)
+
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise error(message)
+
+    monkeypatch.setattr(notifies, "apply_refund" if refund else "apply_trade", fails)
+    _handler, stream = console_log
+    request_id = f"notify-{kind}-0123456789"
+    response = post_notify(url, {**headers, "X-Request-ID": request_id}, body)
+
+    # WeChat Pay retries on its failure answer; an HTML page would be a failure it cannot read.
+    assert b"<html" not in response.content.lower() and b"Traceback" not in response.content
+    if kind.startswith("v2"):
+        assert response.status_code == 200 and response["Content-Type"] == "text/xml; charset=utf-8"
+        assert v2_return_code(response) == "FAIL"
+    else:
+        assert 500 <= response.status_code < 600 and response["Content-Type"] == "application/json"
+        assert response.json()["code"] == "FAIL" and response.json()["message"]
+    assert response["X-Request-ID"] == request_id
+    # The operator finds the error by the request id, with its traceback.
+    log = stream.getvalue()
+    ours = [line for line in log.splitlines() if f" ERROR payments.views [{request_id}] " in line]
+    assert len(ours) == 1, log
+    assert ours[0].endswith(f" notify {urlsplit(url).path} failed; the provider will retry")
+    assert f"{error.__name__}: {message}" in log
+    assert _everything(order) == before
+
+
+# BEGIN, the order locked, its event stored, the order paid, COMMIT.
+PAY = ["BEGIN", "SELECT", "INSERT", "UPDATE", "COMMIT"]
+# BEGIN, the order and the refund locked, the event stored, the order's refunded amount and the refund's
+# status updated, COMMIT.
+REFUND = ["BEGIN", "SELECT", "SELECT", "INSERT", "UPDATE", "UPDATE", "COMMIT"]
+
+
+@pytest.mark.django_db(transaction=True)  # as in production: no test transaction around the view
+@pytest.mark.parametrize(
+    ("kind", "statements"), [("v2-pay", PAY), ("v3-pay", PAY), ("v2-refund", REFUND), ("v3-refund", REFUND)]
+)
+def test_statements_of_one_notify(
+    products, buyer, staff, wechatpay_sandbox, django_assert_num_queries, kind, statements
+):
+    order, refund, notify = genuine_notify(kind, wechatpay_sandbox, buyer, staff)
+    # The same on PostgreSQL and SQLite (whose BEGIN is BEGIN IMMEDIATE): 5 for a payment, 7 for a refund.
+    with django_assert_num_queries(len(statements)) as captured:
+        response = post_notify(*notify)
+    assert [query["sql"].split()[0] for query in captured.captured_queries] == statements
+    assert is_success(kind[:2].upper(), response)
+    order.refresh_from_db()
+    if refund is None:
+        assert order.status == "PAID"
+    else:
+        assert Refund.objects.get(pk=refund.pk).status == "SUCCESS" and order.refunded_amount == 800
+
+
+# --- 20 identical notifies at once ---------------------------------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("version", ["V2", "V3"])
+def test_twenty_concurrent_identical_notifies_apply_once(products, buyer, monkeypatch, version):
+    order = paid_at_sandbox(buyer, version)
+    url, headers, body = simulator().pay_notify(order.out_trade_no)
+    outcomes: list[services.Outcome] = []
+    transitions: list[tuple[str, str]] = []
+    real_apply, real_transition = notifies.apply_trade, services.transition
+
+    def counting_apply(trade: Any, *, source: str) -> services.Outcome:
+        outcome = real_apply(trade, source=source)
+        outcomes.append(outcome)
+        return outcome
+
+    def counting_transition(locked: Order, new: str) -> None:
+        transitions.append((locked.out_trade_no, new))
+        real_transition(locked, new)
+
+    monkeypatch.setattr(notifies, "apply_trade", counting_apply)
+    monkeypatch.setattr(services, "transition", counting_transition)
+    n = 20
+    barrier = threading.Barrier(n)
+    responses: list[Any] = []
+    errors: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            client = Client()
+            barrier.wait(timeout=JOIN_TIMEOUT)
+            responses.append(post_notify(url, headers, body, client))
+        except BaseException as exc:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=JOIN_TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "a notify thread hung"
+    assert errors == []
+    assert len(responses) == n
+    assert [is_success(version, r) for r in responses] == [True] * n, [(r.status_code, r.content) for r in responses]
+    # One notify changed the order, through transition(); the 19 others found it paid and changed nothing.
+    assert sorted(o.value for o in outcomes) == ["APPLIED"] + ["NO_CHANGE"] * (n - 1)
+    assert transitions == [(order.out_trade_no, Order.Status.PAID)]
+    assert PaymentEvent.objects.count() == 1
+    event = PaymentEvent.objects.get()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PAID
+    assert event.order_id == order.pk and event.event_key == f"wechatpay:paid:{order.transaction_id}"
+    assert order.transaction_id == simulator().order(order.out_trade_no)["transaction_id"]
+
+
+# --- the same against a server run as `make run` runs it (runserver, SQLite, the sandbox) --------
 
 ORDER = "query O($n: String!) { order(outTradeNo: $n) { status transactionId } }"
 REFRESH = "mutation R($t: String!) { refreshToken(refreshToken: $t) { token refreshToken } }"

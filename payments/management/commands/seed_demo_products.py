@@ -16,5 +16,5 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         for sku, title, price in DEMO:
-            _, created = Product.objects.get_or_create(sku=sku, defaults={"title": title, "price": price})
-            self.stdout.write(f"{'created' if created else 'exists '} {sku}: {price} fen")
+            product, created = Product.objects.get_or_create(sku=sku, defaults={"title": title, "price": price})
+            self.stdout.write(f"{'created' if created else 'exists '} {sku}: {product.price} fen")

@@ -1,0 +1,54 @@
+"""payments' management commands: reconcile_orders (progress and a summary) and seed_demo_products."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from django.core.management import call_command
+
+from payments.models import Order, Product
+from tests.payments.notify_bodies import paid_at_sandbox, place_order
+
+
+def test_reconcile_orders_command_prints_progress_and_a_summary(products, buyer, wechatpay_sandbox, settings):
+    settings.RECONCILE_AFTER = 0
+    paid = paid_at_sandbox(buyer, "V2")
+    pending = place_order(buyer, "V3", quantity=2)
+    out = StringIO()
+    call_command("reconcile_orders", stdout=out)
+    text = out.getvalue()
+    assert "reconciling 1/2" in text and "reconciling 2/2" in text, text
+    assert "checked 2 orders: 1 paid, 0 closed; 0 refunds completed; 0 failed" in text, text
+    assert Order.objects.get(pk=paid.pk).status == "PAID"
+    assert Order.objects.get(pk=pending.pk).status == "PENDING"
+
+    empty = StringIO()
+    call_command("reconcile_orders", stdout=empty)
+    assert "checked 1 orders: 0 paid, 0 closed; 0 refunds completed; 0 failed" in empty.getvalue()
+
+
+def test_seed_demo_products_creates_them_once_and_keeps_edited_prices(db):
+    first = StringIO()
+    call_command("seed_demo_products", stdout=first)
+    assert first.getvalue().splitlines() == [
+        "created coffee: 1800 fen",
+        "created vip-month: 2990 fen",
+        "created sticker: 1 fen",
+    ]
+    assert list(Product.objects.order_by("sku").values_list("sku", "price", "active")) == [
+        ("coffee", 1800, True),
+        ("sticker", 1, True),
+        ("vip-month", 2990, True),
+    ]
+    # Run again (every deploy may): nothing is duplicated, and a price changed since is left alone.
+    Product.objects.filter(sku="coffee").update(price=2000)
+    again = StringIO()
+    call_command("seed_demo_products", stdout=again)
+    # (The price printed for an existing product is the demo's, not the stored one: not pinned here.)
+    assert [line.split(":")[0] for line in again.getvalue().splitlines()] == [
+        "exists  coffee",
+        "exists  vip-month",
+        "exists  sticker",
+    ]
+    assert Product.objects.count() == 3
+    assert Product.objects.get(sku="coffee").price == 2000
