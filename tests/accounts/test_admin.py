@@ -1,17 +1,15 @@
-"""The admin: every model is in it, the accounts pages answer and never show a session_key; the dev superuser."""
+"""The admin: every model is in it, the accounts pages answer and never show a session_key."""
 
 import base64
-import io
 
 import pytest
 from django.apps import apps
-from django.conf import settings
 from django.contrib import admin
-from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts.models import RefreshToken, User, WechatIdentity
+from accounts.models import RefreshToken
+from tests.factories import UserFactory, WechatIdentityFactory
 
 # Valid base64 of 16 bytes, like a real one, and distinctive enough to be found anywhere.
 SESSION_KEY = "SeCrEtSeSsIoNkEy7f3c9a=="
@@ -58,10 +56,10 @@ PAGES = {
 
 @pytest.fixture
 def identity(db):
-    user = User.objects.create_user(username=USERNAME, nickname="Alice")
-    identity = WechatIdentity.objects.create(
+    # No password, as wechatLogin makes them (and no ~0.4 s hash per user).
+    user = UserFactory(username=USERNAME, nickname="Alice", password=None)
+    identity = WechatIdentityFactory(
         user=user,
-        appid=settings.WECHAT_MINIPROGRAM_APPID,
         openid=OPENID,
         unionid="u-admin-test",
         session_key=SESSION_KEY,
@@ -70,10 +68,7 @@ def identity(db):
     )
     RefreshToken.objects.create(user=user)
     # Another user, so a search that finds everything is told apart from one that finds the row.
-    other = User.objects.create_user(username="wx_admin_other")
-    WechatIdentity.objects.create(
-        user=other, appid=settings.WECHAT_MINIPROGRAM_APPID, openid="o-other", session_key="x"
-    )
+    WechatIdentityFactory(user=UserFactory(username="wx_admin_other", password=None), openid="o-other", session_key="x")
     return identity
 
 
@@ -129,40 +124,3 @@ def test_saving_an_identity_in_the_admin_keeps_its_session_key(admin_client, ide
     identity.refresh_from_db()
     assert identity.unionid == "u-edited"  # the form was saved...
     assert identity.session_key == SESSION_KEY  # ...without blanking the key it never showed
-
-
-# --- ensure_dev_superuser (`make run`) -----------------------------------------------------
-
-
-def _ensure_dev_superuser():
-    out = io.StringIO()
-    call_command("ensure_dev_superuser", stdout=out)
-    return out.getvalue()
-
-
-def test_dev_superuser_is_admin_admin_and_created_once(db, settings):
-    settings.DEBUG = True
-    _ensure_dev_superuser()
-    first = User.objects.get()
-    # A second run (every `make run`) neither adds a user nor resets a password changed since.
-    first.set_password("changed-since")
-    first.save()
-    assert "exists" in _ensure_dev_superuser()
-    user = User.objects.get()
-    assert (user.pk, user.username) == (first.pk, "admin")
-    assert user.is_superuser and user.is_staff and user.is_active
-    assert user.check_password("changed-since")
-
-
-def test_dev_superuser_logs_in_to_the_admin_with_the_readme_password(db, settings, client):
-    settings.DEBUG = True
-    _ensure_dev_superuser()
-    assert client.login(username="admin", password="admin")  # README: "admin / admin"
-    assert client.get(reverse("admin:index")).status_code == 200
-
-
-def test_dev_superuser_is_refused_with_debug_off(db, settings):
-    settings.DEBUG = False
-    with pytest.raises(CommandError, match="DEBUG=0"):
-        _ensure_dev_superuser()
-    assert User.objects.count() == 0

@@ -1,18 +1,29 @@
-"""decryptUserInfo, bindPhoneNumber and updateProfile, with every bad input changing nothing."""
+"""The accounts GraphQL surface: wechatLogin, me, refreshToken, decryptUserInfo, bindPhoneNumber and
+updateProfile; the JWT it issues and reads; rate limits; provider failures; bad input changes nothing."""
+
+from __future__ import annotations
 
 import base64
+import json
 import logging
 import time
+from datetime import datetime, timedelta
+from types import SimpleNamespace
 
+import jwt
 import pytest
 from Crypto.Cipher import AES
 from django.conf import settings
+from django_ratelimit import core as ratelimit_core
+from graphql_jwt.utils import jwt_encode
 
-from accounts.models import User, WechatIdentity
+from accounts.models import RefreshToken, User, WechatIdentity
 from config import providers
 from providers.wechat.crypto import encrypt_user_data, pkcs7_pad
 from tests.helpers import LOGIN, error_code
 
+ME = "{ me { id openid unionid nickname phoneNumber } }"
+REFRESH = "mutation R($t: String!) { refreshToken(refreshToken: $t) { token refreshToken } }"
 DECRYPT = """
 mutation D($e: String!, $iv: String!, $raw: String, $sig: String) {
   decryptUserInfo(encryptedData: $e, iv: $iv, rawData: $raw, signature: $sig) {
@@ -22,7 +33,6 @@ mutation D($e: String!, $iv: String!, $raw: String, $sig: String) {
 """
 PHONE_CODE = "mutation P($c: String!) { bindPhoneNumber(code: $c) { phoneNumber purePhoneNumber phoneCountryCode } }"
 PHONE_DATA = "mutation P($e: String!, $iv: String!) { bindPhoneNumber(encryptedData: $e, iv: $iv) { phoneNumber } }"
-REFRESH = "mutation R($t: String!) { refreshToken(refreshToken: $t) { token refreshToken } }"
 PROFILE = "mutation U($n: String, $a: String) { updateProfile(nickname: $n, avatarUrl: $a) { nickname avatarUrl } }"
 
 PROFILE_DATA = {
@@ -35,6 +45,253 @@ PROFILE_DATA = {
     "avatarUrl": "https://wx.qlogo.cn/mmopen/vi_32/0",
 }
 PHONE_INFO = {"phoneNumber": "13912345678", "purePhoneNumber": "13912345678", "countryCode": "86"}
+
+
+def counts():
+    return User.objects.count(), WechatIdentity.objects.count(), RefreshToken.objects.count()
+
+
+# --- wechatLogin and me -------------------------------------------------------------------
+
+
+def test_login_creates_user_once_and_me_answers(gql, wechat_sandbox):
+    first = gql.login("alice")
+    assert first["created"] is True
+    again = gql.login("alice:2")
+    assert again["created"] is False
+    assert again["user"]["id"] == first["user"]["id"]
+    assert again["user"]["openid"] == first["user"]["openid"]
+    me = gql(ME)["data"]["me"]
+    assert me["openid"] == first["user"]["openid"]
+    assert me["unionid"] == first["user"]["unionid"]
+    identity = WechatIdentity.objects.get(openid=me["openid"])
+    # Each login stores the new session_key, server-side only.
+    assert identity.session_key == wechat_sandbox.session_key(settings.WECHAT_MINIPROGRAM_APPID, me["openid"])
+
+
+def test_session_key_never_reaches_the_client(gql):
+    login = gql.raw(LOGIN, {"code": "alice"})
+    identity = WechatIdentity.objects.get()
+    assert identity.session_key
+    assert identity.session_key not in login.content.decode()
+    assert "session" not in login.content.decode().lower()
+
+
+def test_date_joined_is_one_iso_timestamp_with_its_offset(gql):
+    # Regression: a login that built the user from raw rows answered it without a timezone on SQLite.
+    login = "mutation L($code: String!) { wechatLogin(code: $code) { token user { dateJoined } } }"
+    first = gql(login, {"code": "olga"})["data"]["wechatLogin"]
+    again = gql(login, {"code": "olga:2"})["data"]["wechatLogin"]  # a returning user is read back
+    gql.token = again["token"]
+    me = gql("{ me { dateJoined } }")["data"]["me"]["dateJoined"]
+    assert first["user"]["dateJoined"] == again["user"]["dateJoined"] == me
+    assert me.endswith("+00:00")
+    assert datetime.fromisoformat(me) == User.objects.get().date_joined
+
+
+# --- SQL per request: pinned, counted outside any test transaction (as in production) -----------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_me_is_one_query(gql, django_assert_num_queries):
+    openid = gql.login("alice")["user"]["openid"]
+    # The active user named by the token, joined to their mini-program identity.
+    with django_assert_num_queries(1):
+        me = gql("{ me { id openid nickname } }")["data"]["me"]
+    assert me["openid"] == openid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_first_login_is_nine_queries(gql, django_assert_num_queries):
+    # BEGIN; the identity by openid (none); SAVEPOINT; an identity by unionid (none); INSERT user;
+    # INSERT identity; RELEASE SAVEPOINT; INSERT refresh token; COMMIT.
+    with django_assert_num_queries(9):
+        assert gql.login("alice")["created"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_returning_login_is_five_queries(gql, django_assert_num_queries):
+    gql.login("alice")
+    # BEGIN; the identity by openid with its user; UPDATE identity (session_key); INSERT refresh token; COMMIT.
+    with django_assert_num_queries(5):
+        assert gql.login("alice:2")["created"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_refresh_is_five_queries(gql, django_assert_num_queries):
+    token = gql.login("alice")["refreshToken"]
+    # BEGIN; the token with its user, locked; UPDATE it (rotated); INSERT the new one; COMMIT.
+    with django_assert_num_queries(5):
+        assert gql(REFRESH, {"t": token})["data"]["refreshToken"]["refreshToken"]
+
+
+# --- wechatLogin: bad codes, provider failures ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("invalid-code", "BAD_USER_INPUT"),
+        ("ratelimit-me", "RATE_LIMITED"),
+        ("", "BAD_USER_INPUT"),
+        ("x" * 200, "BAD_USER_INPUT"),
+    ],
+)
+def test_bad_codes_change_nothing(gql, code, expected):
+    before = counts()
+    assert error_code(gql(LOGIN, {"code": code})) == expected
+    assert counts() == before
+
+
+def test_reused_code_is_refused_and_changes_nothing(gql):
+    gql.login("bob")
+    identity = WechatIdentity.objects.get()
+    before = counts(), identity.session_key
+    result = gql(LOGIN, {"code": "bob"})
+    assert error_code(result) == "BAD_USER_INPUT"
+    assert "already used" in result["errors"][0]["message"]
+    assert (counts(), WechatIdentity.objects.get().session_key) == before
+
+
+def test_provider_down_answers_unavailable_within_the_timeout(gql, settings):
+    settings.PROVIDER_READ_TIMEOUT = 0.3
+    providers.reset()
+    providers.sandbox().set_fault("wechat", "timeout", 1)
+    before = counts()
+    started = time.monotonic()
+    assert error_code(gql(LOGIN, {"code": "carol"})) == "PROVIDER_UNAVAILABLE"
+    assert time.monotonic() - started < 0.3 + 2  # generous: the client gave up at its read timeout
+    assert counts() == before
+    # The fault was one-shot, and the failed login left its code unused: the same code works now.
+    assert gql.login("carol")["created"] is True
+
+
+@pytest.mark.parametrize("fault", ["http_500", "malformed"])
+def test_provider_errors_answer_unavailable(gql, fault):
+    providers.sandbox().set_fault("wechat", fault, 1)
+    before = counts()
+    assert error_code(gql(LOGIN, {"code": "dave"})) == "PROVIDER_UNAVAILABLE"
+    assert counts() == before
+    assert gql.login("dave")["created"] is True  # the code was not used up
+
+
+# --- wechatLogin: rate limits ----------------------------------------------------------------
+
+
+@pytest.fixture
+def one_ratelimit_window(monkeypatch):
+    """django-ratelimit counts in fixed windows that it computes from `time.time()` (core._get_window):
+    a window edge falling mid-test would reset the count and let the request meant to be refused
+    through. Its clock, and only its, stands still here, so every request of the test shares one window
+    (the counter's cache entry still expires on the real clock, after period + 5 s: 65 s for "2/m")."""
+    frozen = time.time()
+    monkeypatch.setattr(ratelimit_core, "time", SimpleNamespace(time=lambda: frozen))
+
+
+def test_login_rate_limited_per_ip(gql, settings, one_ratelimit_window):
+    settings.RATELIMIT_LOGIN = "2/m"
+    gql.login("u1")
+    gql.login("u2")
+    before = counts()
+    result = gql(LOGIN, {"code": "u3"})
+    assert error_code(result) == "RATE_LIMITED"
+    assert counts() == before
+    # Another address is not affected.
+    other = gql(LOGIN, {"code": "u4"}, REMOTE_ADDR="10.1.2.3")
+    assert other["data"]["wechatLogin"]["created"] is True
+
+
+def test_login_rate_limited_per_code(gql, settings, one_ratelimit_window):
+    settings.RATELIMIT_LOGIN_CODE = "2/m"
+    gql.login("erin")
+    assert error_code(gql(LOGIN, {"code": "erin"})) == "BAD_USER_INPUT"  # used
+    before = counts(), list(WechatIdentity.objects.values_list("session_key", "last_login_at"))
+    assert error_code(gql(LOGIN, {"code": "erin"})) == "RATE_LIMITED"
+    assert (counts(), list(WechatIdentity.objects.values_list("session_key", "last_login_at"))) == before
+    # The limit is per code: the same user's next code still logs in.
+    assert gql.login("erin:2")["created"] is False
+
+
+def test_a_login_refused_by_the_code_limit_leaves_the_code_unused(gql, settings, one_ratelimit_window):
+    settings.RATELIMIT_LOGIN_CODE = "2/m"
+    # Two attempts that WeChat fails before using the code up still count towards its limit.
+    providers.sandbox().set_fault("wechat", "http_500", 2)
+    for _ in range(2):
+        assert error_code(gql(LOGIN, {"code": "fern"})) == "PROVIDER_UNAVAILABLE"
+    before = counts()
+    assert error_code(gql(LOGIN, {"code": "fern"})) == "RATE_LIMITED"
+    assert counts() == before
+    # The refused attempt never reached WeChat: once the limit is lifted, the code still works.
+    settings.RATELIMIT_LOGIN_CODE = "0"
+    assert gql.login("fern")["created"] is True
+
+
+def test_rate_limit_zero_turns_it_off(gql, settings):
+    settings.RATELIMIT_LOGIN = "0"
+    for n in range(5):
+        gql.login(f"many{n}")
+    assert User.objects.count() == 5
+
+
+# --- the access token (JWT) --------------------------------------------------------------
+
+
+def _b64(obj):
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def _bad_tokens(username):
+    exp = int(time.time()) + 600
+    good = jwt_encode({"username": username, "exp": exp})
+    header, payload, signature = good.split(".")
+    tampered_payload = _b64({"username": username, "exp": exp + 3600})
+    return {
+        "expired": jwt_encode({"username": username, "exp": int(time.time()) - 10}),
+        "tampered": f"{header}.{tampered_payload}.{signature}",
+        "bad-signature": f"{header}.{payload}.{signature[:-4]}AAAA",
+        "alg-none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{payload}.",
+        "other-secret": jwt.encode({"username": username, "exp": exp}, settings.SECRET_KEY, algorithm="HS256"),
+        "garbage": "not.a.jwt",
+    }
+
+
+@pytest.mark.parametrize("kind", ["expired", "tampered", "bad-signature", "alg-none", "other-secret", "garbage"])
+def test_bad_access_tokens_are_unauthenticated(gql, kind):
+    gql.login("frank")
+    user = User.objects.get()
+    gql.token = _bad_tokens(user.username)[kind]
+    result = gql(ME)
+    assert error_code(result) == "UNAUTHENTICATED"
+    assert result["data"]["me"] is None
+    if kind == "expired":
+        assert "refreshToken" in result["errors"][0]["message"]
+
+
+def test_a_token_needs_an_active_user_on_every_request(gql):
+    gql.login("rosa")
+    assert gql(ME)["data"]["me"]["id"]
+    User.objects.update(is_active=False)
+    assert error_code(gql(ME)) == "UNAUTHENTICATED"
+
+
+def test_the_expiry_check_keeps_the_leeway(gql, settings):
+    gql.login("pia")
+    user = User.objects.get()
+    settings.GRAPHQL_JWT = {**settings.GRAPHQL_JWT, "JWT_LEEWAY": timedelta(seconds=30)}
+    gql.token = jwt_encode({"username": user.username, "exp": int(time.time()) - 20})  # within the leeway
+    assert gql(ME)["data"]["me"]["id"]
+    gql.token = jwt_encode({"username": user.username, "exp": int(time.time()) - 40})
+    assert error_code(gql(ME)) == "UNAUTHENTICATED"
+
+
+def test_a_token_is_refused_once_the_key_changes(gql, settings):
+    gql.login("quinn")
+    assert gql(ME)["data"]["me"]["id"]
+    settings.GRAPHQL_JWT = {**settings.GRAPHQL_JWT, "JWT_SECRET_KEY": "another-key-" + "x" * 40}
+    assert error_code(gql(ME)) == "UNAUTHENTICATED"
+
+
+# --- decryptUserInfo ---------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -142,6 +399,9 @@ def test_decrypt_requires_login(gql):
     assert error_code(gql(DECRYPT, {"e": "x", "iv": "y"})) == "UNAUTHENTICATED"
 
 
+# --- bindPhoneNumber ---------------------------------------------------------------------
+
+
 def test_bind_phone_by_code(gql, alice):
     result = gql(PHONE_CODE, {"c": "phone:13800138000"})
     assert result["data"]["bindPhoneNumber"] == {
@@ -222,12 +482,13 @@ def test_bind_phone_needs_exactly_one_form(gql, alice):
 
 
 def test_phone_provider_down(gql, alice):
-    from config import providers
-
     providers.sandbox().set_fault("wechat", "http_500", 1)
     before = profile_snapshot()
     assert error_code(gql(PHONE_CODE, {"c": "phone:13800138000"})) == "PROVIDER_UNAVAILABLE"
     assert profile_snapshot() == before
+
+
+# --- updateProfile -----------------------------------------------------------------------
 
 
 def test_update_profile(gql, alice):
@@ -245,7 +506,7 @@ def test_update_profile_bad_input_changes_nothing(gql, alice, variables):
     assert profile_snapshot() == before
 
 
-# --- the session_key never reaches a log --------------------------------------------------
+# --- the session_key never reaches a log, whichever mutation ran ---------------------------
 
 
 @pytest.fixture
