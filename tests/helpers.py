@@ -12,6 +12,7 @@ mutation Login($code: String!) {
   wechatLogin(code: $code) { token refreshToken created user { id openid unionid nickname } }
 }
 """
+REFRESH = "mutation R($t: String!) { refreshToken(refreshToken: $t) { token refreshToken } }"
 ORDER_FIELDS = "outTradeNo status amount provider apiVersion tradeType transactionId paidAt refundedAmount"
 CREATE_ORDER = (
     "mutation C($input: CreateWechatPayOrderInput!) { createWechatPayOrder(input: $input) {"

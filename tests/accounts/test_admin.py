@@ -57,7 +57,7 @@ PAGES = {
 @pytest.fixture
 def identity(db):
     # No password, as wechatLogin makes them (and no ~0.4 s hash per user).
-    user = UserFactory(username=USERNAME, nickname="Alice", password=None)
+    user = UserFactory(username=USERNAME, nickname="Alice")
     identity = WechatIdentityFactory(
         user=user,
         openid=OPENID,
@@ -68,7 +68,7 @@ def identity(db):
     )
     RefreshToken.objects.create(user=user)
     # Another user, so a search that finds everything is told apart from one that finds the row.
-    WechatIdentityFactory(user=UserFactory(username="wx_admin_other", password=None), openid="o-other", session_key="x")
+    WechatIdentityFactory(user=UserFactory(username="wx_admin_other"), openid="o-other", session_key="x")
     return identity
 
 

@@ -20,10 +20,9 @@ from graphql_jwt.utils import jwt_encode
 from accounts.models import RefreshToken, User, WechatIdentity
 from config import providers
 from providers.wechat.crypto import encrypt_user_data, pkcs7_pad
-from tests.helpers import LOGIN, error_code
+from tests.helpers import LOGIN, REFRESH, error_code
 
 ME = "{ me { id openid unionid nickname phoneNumber } }"
-REFRESH = "mutation R($t: String!) { refreshToken(refreshToken: $t) { token refreshToken } }"
 DECRYPT = """
 mutation D($e: String!, $iv: String!, $raw: String, $sig: String) {
   decryptUserInfo(encryptedData: $e, iv: $iv, rawData: $raw, signature: $sig) {

@@ -16,7 +16,7 @@ OTHER_APP = "wx0fficial0account"
 
 def wechat_user(username: str) -> User:
     # No password, as wechatLogin makes them (and no ~0.4 s hash per user).
-    return UserFactory(username=username, password=None)
+    return UserFactory(username=username)
 
 
 @pytest.fixture

@@ -24,11 +24,10 @@ from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_tok
 from core.errors import AppError, ErrorCode
 from providers.sandbox.wechat import openid_for, unionid_for
 from tests.factories import UserFactory, WechatIdentityFactory
-from tests.helpers import LOGIN, GraphQLClient, error_code
+from tests.helpers import LOGIN, REFRESH, GraphQLClient, error_code
 
 APPID = settings.WECHAT_MINIPROGRAM_APPID
 JOIN_TIMEOUT = 30
-REFRESH = "mutation R($t: String!) { refreshToken(refreshToken: $t) { token refreshToken } }"
 REVOKE = "mutation V($t: String!) { revokeToken(refreshToken: $t) { revoked } }"
 
 
@@ -162,8 +161,7 @@ def test_a_user_field_with_a_db_default_leaves_login_working(gql, coupon_credits
 
 
 def test_a_unionid_known_from_another_app_is_the_same_user(gql):
-    # password=None: no password, as WeChat users have (and no ~0.4 s hash per user).
-    dave = UserFactory(username="dave-from-the-official-account", password=None)
+    dave = UserFactory(username="dave-from-the-official-account")
     WechatIdentityFactory(
         user=dave, appid="wx0fficial0account", openid="o-oa-dave", unionid=unionid_for("dave"), kind="official_account"
     )
@@ -177,9 +175,7 @@ def test_a_unionid_known_from_another_app_is_the_same_user(gql):
 
 def test_a_unionid_of_a_disabled_user_from_another_app_is_refused_and_nothing_changes(gql):
     # The same person, so the same disabled account: no fresh user beside it.
-    WechatIdentityFactory(
-        user=UserFactory(is_active=False, password=None), appid="wx0fficial0account", unionid=unionid_for("otto")
-    )
+    WechatIdentityFactory(user=UserFactory(is_active=False), appid="wx0fficial0account", unionid=unionid_for("otto"))
     before = everything()
     assert error_code(gql(LOGIN, {"code": "otto"})) == "FORBIDDEN"
     assert everything() == before
@@ -334,7 +330,7 @@ def test_a_disabled_users_refresh_is_refused_and_nothing_changes(gql):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_refreshes_exactly_one_succeeds():
-    user = UserFactory(username="wx_concurrent", password=None)
+    user = UserFactory(username="wx_concurrent")
     raw = services.issue_tokens(user).refresh_token
     barrier = threading.Barrier(10)
     outcomes = []

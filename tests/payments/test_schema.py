@@ -49,7 +49,7 @@ def create(gql: GraphQLClient, sku: str = "coffee", quantity: int = 1, trade_typ
 
 @pytest.fixture
 def buyers(db: Any) -> tuple[User, User]:
-    return UserFactory(username="ann", password=None), UserFactory(username="bob", password=None)
+    return UserFactory(username="ann"), UserFactory(username="bob")
 
 
 # --- products -----------------------------------------------------------------------------------

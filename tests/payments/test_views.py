@@ -20,7 +20,7 @@ from django.test import Client
 
 from payments import notifies, services
 from payments.models import Order, PaymentEvent, Refund
-from tests.helpers import CREATE_ORDER, LOGIN, create_order_input
+from tests.helpers import CREATE_ORDER, LOGIN, REFRESH, create_order_input
 from tests.payments.notify_bodies import (
     JOIN_TIMEOUT,
     V2_PATH,
@@ -270,7 +270,6 @@ def test_twenty_concurrent_identical_notifies_apply_once(products, buyer, monkey
 # --- the same against a server run as `make run` runs it (runserver, SQLite, the sandbox) --------
 
 ORDER = "query O($n: String!) { order(outTradeNo: $n) { status transactionId } }"
-REFRESH = "mutation R($t: String!) { refreshToken(refreshToken: $t) { token refreshToken } }"
 
 
 class Api:
