@@ -49,10 +49,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     do_POST = _answer
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # /slow answers after its client timed out and hung up: the broken pipe is expected, not news.
+        pass
+
+
 @pytest.fixture
 def server() -> Iterator[tuple[str, list[Any]]]:
     _Handler.seen = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd = _Server(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -64,8 +70,10 @@ def server() -> Iterator[tuple[str, list[Any]]]:
 
 def test_make_session_is_a_plain_requests_session_that_ignores_the_environment(server, monkeypatch):
     url, seen = server
-    # A proxy from the environment would swallow the call: it is not read.
+    # A proxy from the environment would swallow the call (nothing listens on port 9): it is not read.
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy"):  # nothing exempts our server from that proxy
+        monkeypatch.delenv(name, raising=False)
     session = make_session(HttpConfig())
     assert type(session) is requests.Session and session.trust_env is False
     send(session, "test", "GET", url + "/echo", HttpConfig())
@@ -146,3 +154,13 @@ def test_mounted_transport_gets_the_certificate_timeout_and_proxies():
     session.cert = "default.pem"
     send(session, "test", "GET", "https://api.example.com/q", HttpConfig())
     assert recorder.calls[1]["cert"] == "default.pem"
+
+
+def test_an_https_proxy_in_the_environment_reaches_no_transport(monkeypatch):
+    # Provider APIs are HTTPS: HTTPS_PROXY is the variable that would reroute them; only HttpConfig.proxy may.
+    monkeypatch.setenv("HTTPS_PROXY", "http://env-proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    recorder = _Recorder()
+    session = make_session(HttpConfig(), {"https://api.example.com": recorder})
+    send(session, "test", "GET", "https://api.example.com/q", HttpConfig())
+    assert "env-proxy.internal" not in str(recorder.calls[0]["proxies"])

@@ -248,14 +248,6 @@ def test_http_user_data_bad_body_is_400(live_server, transactional_db, body):
     assert answer.status_code == 400
 
 
-def test_http_index_page(live_server, transactional_db):
-    answer = requests.get(live_server.url + "/sandbox/", timeout=10)
-    assert answer.status_code == 200
-    assert answer.headers["Content-Type"].startswith("text/html")
-    assert "Provider sandbox" in answer.text
-    assert django_settings.WECHAT_MINIPROGRAM_APPID in answer.text
-
-
 # --- the sandbox's own bookkeeping -------------------------------------------------------
 
 

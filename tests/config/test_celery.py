@@ -1,6 +1,6 @@
 """The Celery app: Redis broker when REDIS_URL is set, inline tasks without it, a beat schedule of real tasks.
 
-Each case runs in a subprocess with a controlled environment (the helpers of test_settings), since Celery
+Each case runs in a subprocess with a controlled environment (tests/processes.py), since Celery
 reads its configuration from the settings once, at import.
 """
 
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.test_settings import _env, _run
+from tests.processes import clean_env, run_python
 
 _CONFIG = """
 import json
@@ -57,7 +57,7 @@ print(json.dumps({"schedule": schedule, "registered": sorted(celery_app.tasks)})
 
 
 def _output(script: str, env: dict[str, str]) -> Any:
-    result = _run(["-c", script], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    result = run_python(["-c", script], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -65,11 +65,11 @@ def _output(script: str, env: dict[str, str]) -> Any:
 def test_redis_url_is_the_broker_and_tasks_go_to_it():
     # Nothing connects: reading the configuration is enough, so any address will do.
     url = "redis://redis.internal:6380/3"
-    assert _output(_CONFIG, _env(REDIS_URL=url)) == {"broker": url, "eager": False}
+    assert _output(_CONFIG, clean_env(REDIS_URL=url)) == {"broker": url, "eager": False}
 
 
 def test_embedded_default_runs_a_real_task_inline_without_a_broker(tmp_path: Path):
-    env = _env(DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", ORDER_TTL="0", RECONCILE_AFTER="0")
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", ORDER_TTL="0", RECONCILE_AFTER="0")
     out = _output(_EAGER, env)
     # memory:// is no broker: queued there, the task would never run and the order would stay PENDING.
     assert out["broker"] == "memory://"
@@ -79,7 +79,7 @@ def test_embedded_default_runs_a_real_task_inline_without_a_broker(tmp_path: Pat
 
 
 def test_every_beat_entry_names_a_registered_task():
-    out = _output(_BEAT, _env(RECONCILE_EVERY="45"))
+    out = _output(_BEAT, clean_env(RECONCILE_EVERY="45"))
     schedule = out["schedule"]
     assert schedule, "the beat schedule is empty"
     # A task renamed on one side only would leave beat sending messages no worker knows.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.test_settings import _env, _run
+from tests.processes import clean_env, run_python
 
 _SECRET = "appsecret-that-must-not-be-logged"
 
@@ -52,8 +52,8 @@ print(json.dumps({
 
 
 def test_debug_log_level_in_development_shows_no_session_key_or_secret(tmp_path: Path):
-    env = _env(DEBUG="1", LOG_LEVEL="DEBUG", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}")
-    result = _run(["-c", _FLOW], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    env = clean_env(DEBUG="1", LOG_LEVEL="DEBUG", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}")
+    result = run_python(["-c", _FLOW], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["login"]["data"]["wechatLogin"]["token"], out["login"]

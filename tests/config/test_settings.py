@@ -8,54 +8,24 @@ read at import.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from tests.processes import clean_env, run_python
+
 DEV_SECRET = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
-
-# Variables the settings read (or that would point a subprocess elsewhere); none may leak in.
-_SCRUB_PREFIXES = ("DJANGO_", "WECHAT", "ALIPAY", "GRAPHQL_", "JWT_", "SECURE_", "RATELIMIT_", "CELERY_", "DB_")
-_SCRUB_NAMES = {
-    "DEBUG",
-    "SECRET_KEY",
-    "SANDBOX",
-    "ALLOWED_HOSTS",
-    "CSRF_TRUSTED_ORIGINS",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "GRAPHIQL",
-    "PUBLIC_BASE_URL",
-    "CORS_ALLOWED_ORIGINS",
-    "BENCH_ENDPOINTS",
-    "TRUST_X_FORWARDED_PROTO",
-    "LOG_LEVEL",
-}
 
 
 def _secret(length: int) -> str:
     value = secrets.token_urlsafe(length)[:length]
     assert len(value) == length
     return value
-
-
-def _env(**overrides: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in _SCRUB_NAMES and not key.startswith(_SCRUB_PREFIXES)
-    }
-    env["READ_DOT_ENV"] = "0"
-    env.update(overrides)
-    return env
 
 
 def _production(tmp_path: Path, **overrides: str) -> dict[str, str]:
@@ -70,18 +40,11 @@ def _production(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "PUBLIC_BASE_URL": "https://api.example.com",
     }
     values.update(overrides)
-    return _env(**values)
-
-
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    # The timeout only guards against a hung child; nothing here asserts on duration.
-    return subprocess.run(
-        [sys.executable, *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=180, check=False
-    )
+    return clean_env(**values)
 
 
 def _check(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    return _run(["manage.py", "check", *extra], env)
+    return run_python(["manage.py", "check", *extra], env)
 
 
 def _names_secret_key(text: str) -> bool:
@@ -102,7 +65,7 @@ except NoReverseMatch:
 
 def _resolve_sandbox(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {**env, "DJANGO_SETTINGS_MODULE": "config.settings"}
-    return _run(["-c", _RESOLVE_SANDBOX], env)
+    return run_python(["-c", _RESOLVE_SANDBOX], env)
 
 
 # --- secrets ---------------------------------------------------------------------------
@@ -152,7 +115,7 @@ def test_production_refuses_unsafe_jwt_secret_key(tmp_path, case):
 
 
 def test_debug_tolerates_the_development_secrets(tmp_path):
-    env = _env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}")
+    env = clean_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}")
     result = _check(env)
     assert result.returncode == 0, result.stderr
 
@@ -221,7 +184,7 @@ def test_production_sandbox_explicitly_off(tmp_path, value):
 
 
 def test_debug_without_credentials_mounts_the_sandbox(tmp_path):
-    env = _env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}")
+    env = clean_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}")
     resolved = _resolve_sandbox(env)
     assert resolved.returncode == 0, resolved.stderr
     assert resolved.stdout.split() == ["MOUNTED", "/sandbox/", "True"]
@@ -234,7 +197,7 @@ def test_production_needs_an_https_public_base_url(tmp_path):
 
 
 def test_real_credentials_refuse_the_dev_secrets_even_with_debug(tmp_path):
-    env = _env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", WECHATPAY_MCH_ID="1900000001")
+    env = clean_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", WECHATPAY_MCH_ID="1900000001")
     result = _check(env)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
@@ -264,7 +227,7 @@ print(json.dumps({"conn_max_age": settings.DATABASES["default"]["CONN_MAX_AGE"],
 
 
 def _connection(env: dict[str, str]) -> Any:
-    result = _run(["-c", _CONNECTION], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    result = run_python(["-c", _CONNECTION], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -280,7 +243,7 @@ def test_connections_outlive_a_request_in_production_only(tmp_path, debug, overr
     if debug == "0":
         env = _production(tmp_path, **extra)
     else:
-        env = _env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", **extra)
+        env = clean_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", **extra)
     # Whether the connection survives the end of a request is what the setting is for.
     assert _connection(env) == {"conn_max_age": conn_max_age, "kept": conn_max_age > 0}
 
@@ -306,7 +269,7 @@ print(json.dumps({"setting": settings.GRAPHQL_INTROSPECTION, "status": response.
 
 
 def _introspect(env: dict[str, str]) -> Any:
-    result = _run(["-c", _INTROSPECT], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    result = run_python(["-c", _INTROSPECT], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -331,12 +294,12 @@ def test_production_answers_introspection_when_asked(tmp_path):
 
 
 def test_debug_answers_introspection_by_default(tmp_path):
-    env = _env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}")
+    env = clean_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}")
     assert _introspect(env) == ANSWERED
 
 
 def test_debug_refuses_introspection_when_turned_off(tmp_path):
-    env = _env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", GRAPHQL_INTROSPECTION="0")
+    env = clean_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", GRAPHQL_INTROSPECTION="0")
     _assert_refused(_introspect(env))
 
 
@@ -383,19 +346,19 @@ print(json.dumps({
 
 
 def _sandbox_app(env: dict[str, str], *pairs: str) -> Any:
-    result = _run(["-c", _SANDBOX_APP, *pairs], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
+    result = run_python(["-c", _SANDBOX_APP, *pairs], {**env, "DJANGO_SETTINGS_MODULE": "config.settings"})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
 
 
 def _fixed_credentials(tmp_path: Path) -> tuple[str, str]:
-    out = _sandbox_app(_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}"))
+    out = _sandbox_app(clean_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}"))
     appid, secret = out["configured"]
     return appid, secret
 
 
 def test_sandbox_without_credentials_uses_the_fixed_test_app(tmp_path):
-    debug = _sandbox_app(_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}"))
+    debug = _sandbox_app(clean_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}"))
     production = _sandbox_app(_drop_wechat(_production(tmp_path, SANDBOX="1")))
     appid, secret = debug["configured"]
     assert appid and secret

@@ -1,4 +1,5 @@
-"""The /graphql/ endpoint: error shape, validation limits, request hardening, masking, auth, document cache."""
+"""schema.view: the /graphql/ endpoint's error shape, validation limits end to end, request hardening, masking,
+auth and document cache."""
 
 from __future__ import annotations
 
@@ -9,23 +10,13 @@ from typing import Any
 import graphene
 import pytest
 from django.test import Client
-from graphene.validation import DisableIntrospection
-from graphql import (
-    GraphQLInterfaceType,
-    GraphQLNamedType,
-    GraphQLObjectType,
-    NoSchemaIntrospectionCustomRule,
-    get_named_type,
-    parse,
-    validate,
-)
+from graphql import GraphQLInterfaceType, GraphQLNamedType, GraphQLObjectType, get_named_type
 
 import accounts.services
 import schema.view
 from accounts.models import RefreshToken, User, WechatIdentity
 from providers.http import ProviderError, ProviderUnavailable
 from schema.schema import schema as app_schema
-from schema.validation import complexity_rule, validation_rules
 from schema.view import AppGraphQLView
 from tests.helpers import error_code
 
@@ -44,27 +35,9 @@ CODES = {
 LOGIN = "mutation Login($code: String!) { wechatLogin(code: $code) { token refreshToken user { id } } }"
 
 
-def _default_rules(**overrides: Any) -> list[Any]:
-    options = {"max_depth": 10, "max_fields": 300, "max_aliases": 30, "introspection": True}
-    options.update(overrides)
-    return validation_rules(**options)
-
-
-def _messages(query: str, rules: list[Any]) -> list[str]:
-    return [error.message for error in validate(GRAPHQL_SCHEMA, parse(query), rules)]
-
-
 def _all_codes(result: dict[str, Any]) -> list[str]:
     assert result.get("errors"), result
     return [error["extensions"]["code"] for error in result["errors"]]
-
-
-def _nested(depth: int, leaf: str = "id", field: str = "f") -> str:
-    """`{ f { f { ... leaf } } }` with `depth` levels of fields (the leaf is the deepest one)."""
-    body = leaf
-    for _ in range(depth - 1):
-        body = f"{field} {{ {body} }}"
-    return "{ " + body + " }"
 
 
 def _deepest(type_: GraphQLNamedType, seen: frozenset[str] = frozenset()) -> float:
@@ -151,117 +124,6 @@ def test_non_string_query_is_bad_user_input(client, db):
     assert error_code(response.json()) == "BAD_USER_INPUT"
 
 
-# --- validation rules, directly -----------------------------------------------------
-
-
-def test_rules_keep_the_standard_rules():
-    from graphql import specified_rules
-
-    rules = _default_rules()
-    for rule in specified_rules:
-        assert rule in rules
-    assert [rule.__name__ for rule in rules if rule not in specified_rules] == ["ComplexityRule"]
-
-
-def test_depth_limit_boundary():
-    rule = [complexity_rule(10, 300, 30)]
-    assert _messages(_nested(10), rule) == []
-    assert _messages(_nested(11), rule) == ["the operation is nested deeper than 10 levels."]
-
-
-def test_depth_limit_names_the_operation():
-    rule = [complexity_rule(3, 300, 30)]
-    deep = "query Deep " + _nested(4)
-    assert _messages(deep, rule) == ["Deep is nested deeper than 3 levels."]
-
-
-def test_depth_limit_with_all_rules_against_real_schema():
-    # Our schema is shallow (`me { id }` is depth 2), so small limits stand in for 10.
-    assert _messages("{ me { id } }", _default_rules(max_depth=2)) == []
-    assert _messages("{ me { id } }", _default_rules(max_depth=1)) == ["the operation is nested deeper than 1 levels."]
-
-
-def test_depth_counts_through_fragments_but_not_inline_fragments():
-    spread = "{ me { ...F } } fragment F on User { id }"
-    assert _messages(spread, _default_rules(max_depth=1)) == ["the operation is nested deeper than 1 levels."]
-    inline = "{ me { ... on User { ... on User { id } } } }"
-    assert _messages(inline, _default_rules(max_depth=2)) == []
-
-
-def test_deep_document_with_all_rules_reports_depth_among_errors():
-    messages = _messages(_nested(11), _default_rules())
-    assert "the operation is nested deeper than 10 levels." in messages
-
-
-def test_alias_limit_boundary():
-    thirty = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(30)) + " }"
-    thirty_one = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(31)) + " }"
-    assert _messages(thirty, _default_rules()) == []
-    assert _messages(thirty_one, _default_rules()) == ["the operation uses more than 30 aliases."]
-
-
-def test_aliases_in_a_fragment_count_each_time_it_is_used():
-    fragment = "fragment F on User { " + " ".join(f"f{i}: id" for i in range(15)) + " }"
-    once = "{ x: me { ...F } } " + fragment  # 16 aliases
-    twice = "{ x: me { ...F } y: me { ...F } } " + fragment  # 32 aliases
-    assert _messages(once, _default_rules()) == []
-    assert _messages(twice, _default_rules()) == ["the operation uses more than 30 aliases."]
-
-
-def test_field_limit_boundary():
-    at_limit = "{ me { " + "id " * 299 + "} }"  # me + 299 = 300 fields
-    over = "{ me { " + "id " * 300 + "} }"
-    assert _messages(at_limit, _default_rules()) == []
-    assert _messages(over, _default_rules()) == ["the operation selects more than 300 fields; split it."]
-
-
-def test_fragment_cycle_is_a_validation_error_not_a_recursion_error():
-    query = "query { me { ...A } } fragment A on User { ...B } fragment B on User { ...A }"
-    assert _messages(query, _default_rules()) == ["Cannot spread fragment 'A' within itself via 'B'."]
-    # The complexity rule alone must also terminate (the standard rule reports the cycle).
-    assert _messages(query, [complexity_rule(10, 300, 30)]) == []
-
-
-def test_self_spreading_fragment_is_a_validation_error():
-    query = "query { me { ...A } } fragment A on User { id ...A }"
-    assert _messages(query, _default_rules()) == ["Cannot spread fragment 'A' within itself."]
-
-
-def test_exponential_fragment_fan_out_is_rejected():
-    # 2**29 leaves if expanded; the walk is bounded, so this returns at once.
-    fragments = " ".join(f"fragment F{i} on User {{ ...F{i + 1} ...F{i + 1} }}" for i in range(1, 30))
-    query = "query { me { ...F1 } } " + fragments + " fragment F30 on User { id }"
-    assert _messages(query, _default_rules()) == ["the operation selects more than 300 fields; split it."]
-
-
-def test_each_operation_is_measured_separately():
-    ops = " ".join(f"query Q{n} {{ " + " ".join(f"a{i}: me {{ id }}" for i in range(20)) + " }" for n in range(3))
-    assert _messages(ops, _default_rules()) == []
-
-
-def test_introspection_off_rejects_schema_and_type_queries():
-    off = _default_rules(introspection=False)
-    on = _default_rules(introspection=True)
-    assert DisableIntrospection in off or NoSchemaIntrospectionCustomRule in off
-    assert DisableIntrospection not in on and NoSchemaIntrospectionCustomRule not in on
-    assert validate(GRAPHQL_SCHEMA, parse("{ __schema { types { name } } }"), off)
-    assert validate(GRAPHQL_SCHEMA, parse('{ __type(name: "User") { name } }'), off)
-
-
-def test_introspection_on_passes_validation():
-    on = _default_rules(introspection=True)
-    assert _messages("{ __schema { types { name } } }", on) == []
-    assert _messages('{ __type(name: "User") { name fields { name } } }', on) == []
-
-
-def test_introspection_off_still_allows_typename():
-    # Apollo Client and urql add __typename to every selection set; production (introspection
-    # off) must still answer them.
-    off = _default_rules(introspection=False)
-    assert _messages("{ __typename }", off) == []
-    assert _messages("{ me { __typename id } }", off) == []
-
-
 # --- validation limits, end to end ---------------------------------------------------
 
 
@@ -319,7 +181,7 @@ class _DeepQuery(graphene.ObjectType):
 DEEP_SCHEMA = graphene.Schema(query=_DeepQuery)
 
 
-def test_default_depth_limit_of_ten_end_to_end(settings, rf):
+def test_default_depth_limit_of_ten_end_to_end(settings, rf, nested):
     # No path in our schema is deeper than 10 (the deepest is orders.edges.node.product.sku), so the
     # default limit is exercised through the real view over a schema that nests without end.
     assert _deepest(GRAPHQL_SCHEMA.query_type) < settings.GRAPHQL_MAX_DEPTH
@@ -330,14 +192,14 @@ def test_default_depth_limit_of_ten_end_to_end(settings, rf):
     def post(query: str) -> Any:
         return view(rf.post("/graphql/", json.dumps({"query": query}), content_type="application/json"))
 
-    at_limit = post(_nested(10, leaf="level", field="next"))
+    at_limit = post(nested(10, leaf="level", field="next"))
     assert at_limit.status_code == 200
     data = json.loads(at_limit.content)["data"]
     for _ in range(9):
         data = data["next"]
     assert data == {"level": 9}  # executed all the way down
 
-    deeper = post(_nested(11, leaf="level", field="next"))
+    deeper = post(nested(11, leaf="level", field="next"))
     assert deeper.status_code == 400
     body = json.loads(deeper.content)
     assert _all_codes(body) == ["BAD_USER_INPUT"]
