@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,9 +198,14 @@ def apply_trade(trade: Trade, *, source: str) -> Outcome:
     """Applies a verified trade state (notify, sync or reconciliation) exactly once, under the
     order's row lock. Duplicates change nothing: a payment already applied is seen on the order,
     anything else by its event's unique key."""
+    return _once(_apply_trade, trade, source)
+
+
+def _once(apply: Callable[[Any, str], Outcome], result: Any, source: str) -> Outcome:
+    """`apply` in one transaction; a duplicate event rolls all of it back and changes nothing."""
     try:
         with transaction.atomic():
-            return _apply_trade(trade, source)
+            return apply(result, source)
     except _Duplicate:
         return Outcome.NO_CHANGE
 
@@ -223,15 +229,10 @@ def _apply_trade(trade: Trade, source: str) -> Outcome:
             order.transaction_id = trade.transaction_id
             order.paid_at = trade.success_time or timezone.now()
             order.payer_openid = trade.payer_openid or order.payer_openid
-            fields = ["status", "transaction_id", "paid_at", "payer_openid"]
-            outcome, message = Outcome.APPLIED, "order %s paid (%s)"
+            fields, outcome = ["status", "transaction_id", "paid_at", "payer_openid"], Outcome.APPLIED
         else:
             # Money arrived for an order we consider closed (or a second payment): a human must refund it.
-            fields, outcome, message = (
-                [],
-                Outcome.CONFLICT,
-                "order %s is not payable but WeChat Pay reports a payment (%s)",
-            )
+            fields, outcome = [], Outcome.CONFLICT
     elif trade.state in ("CLOSED", "REVOKED"):
         # PAYERROR is not here: the prepay can still be paid (another card), so the order stays open.
         if order.status != Order.Status.PENDING:
@@ -239,24 +240,28 @@ def _apply_trade(trade: Trade, source: str) -> Outcome:
         key, kind = f"wechatpay:closed:{trade.out_trade_no}", f"TRANSACTION.{trade.state}"
         transition(order, Order.Status.CLOSED)
         order.closed_at = timezone.now()
-        fields, outcome, message = ["status", "closed_at"], Outcome.APPLIED, "order %s closed (%s)"
+        fields, outcome = ["status", "closed_at"], Outcome.APPLIED
     else:
         return Outcome.NO_CHANGE  # NOTPAY, USERPAYING: nothing happened yet
     _store_event(order, key=key, source=source, kind=kind, payload=_jsonable(trade.raw), outcome=outcome)
     if fields:
         order.save(update_fields=fields)
-    level = logging.ERROR if outcome == Outcome.CONFLICT else logging.INFO
-    transaction.on_commit(lambda: logger.log(level, message, order.out_trade_no, source))
+    transaction.on_commit(lambda: _log_applied(order, outcome, source))
     return outcome
+
+
+def _log_applied(order: Order, outcome: Outcome, source: str) -> None:
+    if outcome == Outcome.CONFLICT:
+        logger.error(
+            "order %s is %s but WeChat Pay reports a payment (%s): refund it", order.out_trade_no, order.status, source
+        )
+    else:
+        logger.info("order %s is %s (%s)", order.out_trade_no, order.status, source)
 
 
 def apply_refund(state: RefundState, *, source: str) -> Outcome:
     """Applies a verified refund state exactly once, under the order's and the refund's row locks."""
-    try:
-        with transaction.atomic():
-            return _apply_refund(state, source)
-    except _Duplicate:
-        return Outcome.NO_CHANGE
+    return _once(_apply_refund, state, source)
 
 
 def _apply_refund(state: RefundState, source: str) -> Outcome:

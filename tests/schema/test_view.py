@@ -15,23 +15,14 @@ from graphql import GraphQLInterfaceType, GraphQLNamedType, GraphQLObjectType, g
 import accounts.services
 import schema.view
 from accounts.models import RefreshToken, User, WechatIdentity
+from core.errors import ErrorCode
 from providers.http import ProviderError, ProviderUnavailable
 from schema.schema import schema as app_schema
 from schema.view import AppGraphQLView
 from tests.helpers import error_code
 
 GRAPHQL_SCHEMA = app_schema.graphql_schema
-CODES = {
-    "UNAUTHENTICATED",
-    "FORBIDDEN",
-    "BAD_USER_INPUT",
-    "NOT_FOUND",
-    "CONFLICT",
-    "RATE_LIMITED",
-    "PROVIDER_ERROR",
-    "PROVIDER_UNAVAILABLE",
-    "INTERNAL",
-}
+CODES = {code.value for code in ErrorCode}  # the literal list is pinned in tests/core/test_errors.py
 LOGIN = "mutation Login($code: String!) { wechatLogin(code: $code) { token refreshToken user { id } } }"
 
 
