@@ -42,7 +42,7 @@ class WechatIdentity(models.Model):
         MINIPROGRAM = "miniprogram", "mini-program"
         OFFICIAL_ACCOUNT = "official_account", "official account"
 
-    # Indexed with appid below: "this user's identity in this app" is one index lookup.
+    # Indexed by the (user, appid) constraint below, whose first column it is.
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="wechat_identities", db_index=False)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.MINIPROGRAM)
     appid = models.CharField(max_length=32)
@@ -55,12 +55,14 @@ class WechatIdentity(models.Model):
 
     class Meta:
         verbose_name_plural = "WeChat identities"
-        constraints = [models.UniqueConstraint(fields=["appid", "openid"], name="wechat_identity_app_openid")]
-        # Not db_index=True: on PostgreSQL that adds a LIKE index, one more write per login for nothing.
-        indexes = [
-            models.Index(fields=["unionid"], name="wechat_identity_unionid"),
-            models.Index(fields=["user", "appid"], name="wechat_identity_user_app"),
+        constraints = [
+            models.UniqueConstraint(fields=["appid", "openid"], name="wechat_identity_app_openid"),
+            # One identity of a user in each app (a person has one openid per app): also the index of
+            # "this user's identity in this app", read on every authenticated request.
+            models.UniqueConstraint(fields=["user", "appid"], name="wechat_identity_user_app_unique"),
         ]
+        # Not db_index=True: on PostgreSQL that adds a LIKE index, one more write per login for nothing.
+        indexes = [models.Index(fields=["unionid"], name="wechat_identity_unionid")]
 
     def __str__(self) -> str:
         return f"{self.appid}/{self.openid}"

@@ -12,12 +12,14 @@ def active_user_for_token(username: str) -> User | None:
     """The active user a JWT names, read with their mini-program openid and unionid in one query
     (a join on the user's identity in the mini-program): `User.openid` then needs no query."""
     appid = providers.miniprogram_appid()
-    return (
-        User.objects.filter(username=username, is_active=True)
-        .annotate(miniprogram=FilteredRelation("wechat_identities", condition=Q(wechat_identities__appid=appid)))
-        .annotate(miniprogram_openid=F("miniprogram__openid"), miniprogram_unionid=F("miniprogram__unionid"))
-        .first()
-    )
+    users = User.objects.annotate(
+        miniprogram=FilteredRelation("wechat_identities", condition=Q(wechat_identities__appid=appid))
+    ).annotate(miniprogram_openid=F("miniprogram__openid"), miniprogram_unionid=F("miniprogram__unionid"))
+    try:
+        # At most one row: usernames are unique, and so is a user's identity in one app.
+        return users.get(username=username, is_active=True)
+    except User.DoesNotExist:
+        return None
 
 
 def miniprogram_ids(user: User) -> tuple[str | None, str | None]:
@@ -27,11 +29,13 @@ def miniprogram_ids(user: User) -> tuple[str | None, str | None]:
     for a user from anywhere else, one query, kept on the instance.
     """
     if not hasattr(user, "miniprogram_openid"):
-        user.miniprogram_openid, user.miniprogram_unionid = (  # type: ignore[attr-defined]
-            WechatIdentity.objects.filter(user=user, appid=providers.miniprogram_appid())
-            .values_list("openid", "unionid")
-            .first()
-        ) or (None, None)
+        try:
+            ids = WechatIdentity.objects.values_list("openid", "unionid").get(
+                user=user, appid=providers.miniprogram_appid()
+            )
+        except WechatIdentity.DoesNotExist:
+            ids = (None, None)
+        user.miniprogram_openid, user.miniprogram_unionid = ids  # type: ignore[attr-defined]
     return user.miniprogram_openid, user.miniprogram_unionid or None  # type: ignore[attr-defined]
 
 
@@ -39,5 +43,7 @@ def openid_in(user: User, appid: str) -> str:
     """The user's openid in the WeChat app `appid` ("" when they never logged in there)."""
     if user.pk is None:
         return ""
-    openid = WechatIdentity.objects.filter(user=user, appid=appid).values_list("openid", flat=True).first()
-    return openid or ""
+    try:
+        return str(WechatIdentity.objects.values_list("openid", flat=True).get(user=user, appid=appid))
+    except WechatIdentity.DoesNotExist:
+        return ""

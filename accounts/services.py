@@ -86,9 +86,10 @@ def refresh_tokens(*, refresh_token: str) -> TokenPair:
     one that was revoked (signed out) is only refused."""
     digest = hash_refresh_token(refresh_token)
     with transaction.atomic():
-        row = RefreshToken.objects.select_for_update(of=("self",)).select_related("user").filter(token=digest).first()
-        if row is None:
-            raise AppError(ErrorCode.UNAUTHENTICATED, "Unknown refresh token: log in again.")
+        try:
+            row = RefreshToken.objects.select_for_update(of=("self",)).select_related("user").get(token=digest)
+        except RefreshToken.DoesNotExist:
+            raise AppError(ErrorCode.UNAUTHENTICATED, "Unknown refresh token: log in again.") from None
         if row.revoked is None:
             if row.is_expired() or not row.user.is_active:
                 raise AppError(ErrorCode.UNAUTHENTICATED, "This refresh token has expired: log in again.")
@@ -125,8 +126,9 @@ def _identity_for_login(*, appid: str, session: LoginSession, now: Any) -> tuple
     (identity, whether its user was created). Runs inside the login's transaction."""
     fields = {"session_key": session.session_key, "session_key_updated_at": now, "last_login_at": now}
     identities = WechatIdentity.objects.select_related("user")
-    identity = identities.filter(appid=appid, openid=session.openid).first()
-    if identity is None:
+    try:
+        identity = identities.get(appid=appid, openid=session.openid)
+    except WechatIdentity.DoesNotExist:
         try:
             # A savepoint: a concurrent first login of the same person that commits first makes
             # this insert fail on the (appid, openid) constraint, and only this part rolls back.

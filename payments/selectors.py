@@ -16,7 +16,10 @@ def active_products() -> QuerySet[Product]:
 
 def order_for(*, user: Any, out_trade_no: str) -> Order:
     """The user's own order (staff: any); someone else's is NOT_FOUND, not FORBIDDEN."""
-    order = Order.objects.select_related("product").filter(out_trade_no=out_trade_no).first()
+    try:
+        order = Order.objects.select_related("product").get(out_trade_no=out_trade_no)
+    except Order.DoesNotExist:
+        order = None
     if order is None or (order.user_id != user.pk and not user.is_staff):
         raise AppError(ErrorCode.NOT_FOUND, "No such order.")
     return order

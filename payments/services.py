@@ -189,9 +189,17 @@ def _jsonable(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _locked_order(out_trade_no: str) -> Order | None:
-    return (
-        Order.objects.select_for_update().filter(out_trade_no=out_trade_no, provider=Order.Provider.WECHATPAY).first()
-    )
+    try:
+        return Order.objects.select_for_update().get(out_trade_no=out_trade_no, provider=Order.Provider.WECHATPAY)
+    except Order.DoesNotExist:
+        return None
+
+
+def _locked_refund(out_refund_no: str) -> Refund | None:
+    try:
+        return Refund.objects.select_for_update().get(out_refund_no=out_refund_no)
+    except Refund.DoesNotExist:
+        return None
 
 
 def apply_trade(trade: Trade, *, source: str) -> Outcome:
@@ -266,7 +274,7 @@ def apply_refund(state: RefundState, *, source: str) -> Outcome:
 
 def _apply_refund(state: RefundState, source: str) -> Outcome:
     order = _locked_order(state.out_trade_no)
-    refund = Refund.objects.select_for_update().filter(out_refund_no=state.out_refund_no).first() if order else None
+    refund = _locked_refund(state.out_refund_no) if order else None
     if order is None or refund is None or refund.order_id != order.pk:
         logger.warning("wechatpay refund %s for unknown refund %s", source, state.out_refund_no)
         return Outcome.UNKNOWN_ORDER
