@@ -37,13 +37,12 @@ def http_config() -> HttpConfig:
 @functools.cache
 def sandbox() -> Sandbox:
     """The simulators, sharing state through the default cache (Redis across processes)."""
-    store = cache
-    box = Sandbox(store, timeout_delay=min(settings.PROVIDER_READ_TIMEOUT + 1.0, 30.0))
-    box.register(WechatSimulator(store, [SandboxApp(miniprogram_appid(), settings.WECHAT_MINIPROGRAM_SECRET)]))
+    box = Sandbox(cache, timeout_delay=min(settings.PROVIDER_READ_TIMEOUT + 1.0, 30.0))
+    box.register(WechatSimulator(cache, [SandboxApp(miniprogram_appid(), settings.WECHAT_MINIPROGRAM_SECRET)]))
     merchant_key, platform_key = _wechatpay_sandbox_keys()
     box.register(
         WechatPaySimulator(
-            store,
+            cache,
             SandboxMerchant(
                 appid=settings.WECHATPAY_APPID,
                 mchid=settings.WECHATPAY_MCH_ID,
