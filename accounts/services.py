@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from graphql_jwt.shortcuts import get_token
 from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token, new_username
 from config import providers
 from core.errors import AppError, ErrorCode
+from providers.compare import constant_time_equal
 from providers.http import ProviderError, ProviderUnavailable
 from providers.wechat.api import LoginSession
 from providers.wechat.crypto import DecryptError, decrypt_user_data, user_data_signature
@@ -243,7 +243,7 @@ def decrypt_user_info(*, user: User, encrypted_data: str, iv: str, raw_data: str
         if not signature or raw_data is None:
             raise AppError(ErrorCode.BAD_USER_INPUT, "Send rawData and signature together.")
         expected = user_data_signature(raw_data, identity.session_key)
-        if not hmac.compare_digest(expected, signature.lower()):
+        if not constant_time_equal(signature.lower(), expected):
             raise AppError(
                 ErrorCode.BAD_USER_INPUT,
                 "rawData does not match its signature. If wx.login ran since, call wechatLogin again and retry.",

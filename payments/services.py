@@ -188,6 +188,18 @@ def _jsonable(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, (str, int, float, bool, type(None), dict, list)) else str(v) for k, v in raw.items()}
 
 
+# What a provider result writes into our rows: (model field, result attribute).
+PAID_FIELDS = (("transaction_id", "transaction_id"), ("payer_openid", "payer_openid"))
+REFUND_FIELDS = (("provider_refund_id", "refund_id"),)
+
+
+def _fits(model: Any, result: Any, fields: tuple[tuple[str, str], ...]) -> bool:
+    """Whether the result's ids fit our columns: longer than WeChat Pay ever sends is no result of
+    WeChat Pay's, and is refused the same on every database (PostgreSQL would fail the write, SQLite
+    store it whole)."""
+    return all(len(getattr(result, attr) or "") <= model._meta.get_field(name).max_length for name, attr in fields)
+
+
 def _locked_order(out_trade_no: str) -> Order | None:
     try:
         return Order.objects.select_for_update().get(out_trade_no=out_trade_no, provider=Order.Provider.WECHATPAY)
@@ -224,9 +236,13 @@ def _apply_trade(trade: Trade, source: str) -> Outcome:
         logger.warning("wechatpay %s for unknown order %s", source, trade.out_trade_no)
         return Outcome.UNKNOWN_ORDER
     if trade.state in ("SUCCESS", "REFUND"):
-        if trade.amount != order.amount or not trade.transaction_id:
+        if trade.amount != order.amount or not trade.transaction_id or not _fits(Order, trade, PAID_FIELDS):
             logger.warning(
-                "wechatpay %s for %s refused: amount %s != %s", source, order.out_trade_no, trade.amount, order.amount
+                "wechatpay %s for %s refused: amount %s != %s, or ids not what WeChat Pay sends",
+                source,
+                order.out_trade_no,
+                trade.amount,
+                order.amount,
             )
             return Outcome.MISMATCH
         if order.status != Order.Status.PENDING and order.transaction_id == trade.transaction_id:
@@ -278,7 +294,7 @@ def _apply_refund(state: RefundState, source: str) -> Outcome:
     if order is None or refund is None or refund.order_id != order.pk:
         logger.warning("wechatpay refund %s for unknown refund %s", source, state.out_refund_no)
         return Outcome.UNKNOWN_ORDER
-    if state.amount is not None and state.amount != refund.amount:
+    if (state.amount is not None and state.amount != refund.amount) or not _fits(Refund, state, REFUND_FIELDS):
         logger.warning("wechatpay refund %s for %s refused: amount mismatch", source, refund.out_refund_no)
         return Outcome.MISMATCH
     if state.status not in ("SUCCESS", "CLOSED", "ABNORMAL") or refund.status == state.status:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -18,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from providers.compare import constant_time_equal
 from providers.sandbox.core import InjectedFault, SandboxRequest, SandboxResponse, Store, Write, claim
 from providers.wechat.crypto import check_session_signature, encrypt_user_data, user_data_signature
 
@@ -109,7 +109,7 @@ class WechatSimulator:
         app = self.apps.get(appid or "")
         if app is None:
             return _err(40013, "invalid appid")
-        if not hmac.compare_digest((secret or "").encode(), app.secret.encode()):
+        if not constant_time_equal(secret, app.secret):
             return _err(40125, "invalid appsecret")
         return app
 
@@ -219,6 +219,6 @@ class WechatSimulator:
             return _err(87010, "invalid sig_method")
         session_key = self.session_key(app.appid, q.get("openid", ""))
         expected = check_session_signature(session_key) if session_key else ""
-        if not session_key or not hmac.compare_digest(expected, q.get("signature", "")):
+        if not session_key or not constant_time_equal(q.get("signature"), expected):
             return _err(87009, "invalid signature")
         return _err(0, "ok")

@@ -15,6 +15,7 @@ from xml.parsers.expat import ExpatError
 import xmltodict
 from Crypto.Cipher import AES
 
+from providers.compare import constant_time_equal
 from providers.wechat.crypto import DecryptError, pkcs7_unpad
 
 MD5 = "MD5"
@@ -49,7 +50,7 @@ def verify(params: Mapping[str, Any], key: str, sign_type: str = "MD5") -> bool:
     given = params.get("sign")
     if not isinstance(given, str) or not given:
         return False
-    return hmac.compare_digest(sign(params, key, sign_type), given.upper())
+    return constant_time_equal(given.upper(), sign(params, key, sign_type))
 
 
 def nonce() -> str:
@@ -91,7 +92,7 @@ def parse_xml(body: bytes) -> dict[str, str]:
         raise XmlError("XML with a DTD or entities is refused")
     try:
         doc = xmltodict.parse(body, disable_entities=True)
-    except (ExpatError, ValueError) as exc:
+    except (ExpatError, ValueError, LookupError) as exc:  # LookupError: an encoding expat does not know
         raise XmlError("malformed XML") from exc
     return _flat(doc, "xml")
 
@@ -121,5 +122,5 @@ def decrypt_refund_info(req_info: str, key: str) -> dict[str, str]:
     plain = pkcs7_unpad(AES.new(aes_key, AES.MODE_ECB).decrypt(data))  # noqa: S305 (the protocol)
     try:
         return _flat(xmltodict.parse(plain, disable_entities=True), "root")
-    except (ExpatError, ValueError) as exc:  # XmlError is a ValueError
+    except (ExpatError, ValueError, LookupError) as exc:  # XmlError is a ValueError
         raise DecryptError("req_info is not a flat <root> XML document") from exc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import logging
 import time
 from collections.abc import Mapping
@@ -11,6 +10,7 @@ from typing import Any
 
 import requests
 
+from providers.compare import constant_time_equal
 from providers.http import HttpConfig, ProviderError, ProviderUnavailable, send
 from providers.wechat.crypto import DecryptError
 from providers.wechatpay import v2
@@ -275,7 +275,7 @@ class WechatPayV2Client:
         return Notify(event_id=f"refund:{refund.refund_id}:{status}", refund=refund)
 
     def _check_ids(self, data: Mapping[str, str]) -> None:
-        if not hmac.compare_digest(data.get("appid", ""), self.config.appid) or not hmac.compare_digest(
-            data.get("mch_id", ""), self.config.mchid
+        if not constant_time_equal(data.get("appid"), self.config.appid) or not constant_time_equal(
+            data.get("mch_id"), self.config.mchid
         ):
             raise InvalidNotify("appid or mch_id is not ours")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import json
 import logging
 import secrets
@@ -13,6 +12,7 @@ from urllib.parse import quote
 
 import requests
 
+from providers.compare import constant_time_equal
 from providers.http import HttpConfig, ProviderError, ProviderUnavailable, send
 from providers.wechat.crypto import DecryptError
 from providers.wechatpay import v3
@@ -246,11 +246,11 @@ class WechatPayV3Client:
         event_type = str(envelope.get("event_type", ""))
         event_id = str(envelope.get("id", ""))
         number = str(data.get("out_trade_no", ""))[:32]
-        if not hmac.compare_digest(str(data.get("mchid", "")), self.config.mchid):
+        if not constant_time_equal(data.get("mchid"), self.config.mchid):
             raise InvalidNotify(f"mchid is not ours (order {number})")
         if event_type.startswith("TRANSACTION."):
             trade = self._trade(data)
-            if not hmac.compare_digest(trade.appid, self.config.appid):
+            if not constant_time_equal(trade.appid, self.config.appid):
                 raise InvalidNotify(f"appid is not ours (order {number})")
             return Notify(event_id=event_id, trade=trade)
         if event_type.startswith("REFUND."):

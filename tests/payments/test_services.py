@@ -3,6 +3,7 @@ when the provider is down, reconciliation, and the same rules under concurrency 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import re
@@ -170,6 +171,18 @@ def test_a_payment_that_does_not_fit_the_order_changes_nothing_or_is_flagged(pro
     assert PaymentEvent.objects.get().outcome == "CONFLICT"
 
 
+@pytest.mark.parametrize("autocommit", AUTOCOMMIT_OR_NOT)
+@pytest.mark.parametrize("field", ["transaction_id", "payer_openid"])
+def test_over_long_ids_in_a_verified_payment_are_a_mismatch_on_every_database(products, buyer, autocommit, field):
+    # PostgreSQL would fail the write (a 500), SQLite would store all 200 characters.
+    order = OrderFactory(user=buyer, product=products["coffee"])
+    trade = paid_trade(order, transaction_id="4" * 200 if field == "transaction_id" else "4200000001202611210000000001")
+    if field == "payer_openid":
+        trade = dataclasses.replace(trade, payer_openid="o" * 200)
+    assert services.apply_trade(trade, source="NOTIFY") == services.Outcome.MISMATCH
+    assert state(order) == ("PENDING", None, None, 0, 0)
+
+
 # --- apply_refund: a refund applied once, under the order's and the refund's row locks -------------
 
 
@@ -235,6 +248,16 @@ def test_a_refund_result_that_does_not_fit_changes_nothing(products, buyer, auto
     # Money that went out stays recorded, whatever arrives later.
     assert services.apply_refund(refund_result(refund, status="CLOSED"), source="QUERY") == services.Outcome.NO_CHANGE
     assert refunds_state(order)[:2] == ("PAID", 800) and PaymentEvent.objects.count() == 1
+
+
+@pytest.mark.parametrize("autocommit", AUTOCOMMIT_OR_NOT)
+def test_an_over_long_refund_id_is_a_mismatch(products, buyer, autocommit):
+    order = OrderFactory(user=buyer, product=products["coffee"], status="PAID")
+    refund = RefundFactory(order=order, amount=800)
+    before = refunds_state(order)
+    result = dataclasses.replace(refund_result(refund), refund_id="5" * 200)
+    assert services.apply_refund(result, source="NOTIFY") == services.Outcome.MISMATCH
+    assert refunds_state(order) == before
 
 
 # --- create: the provider down ------------------------------------------------------------------

@@ -4,6 +4,7 @@ costs, 20 identical notifies at once (PostgreSQL, and a runserver on SQLite as `
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -116,6 +117,28 @@ def test_v2_garbage_and_empty_bodies_get_the_failure_answer(db, path):
     for body in (b"", b"not xml", b"<xml><a><b>nested</b></a></xml>", b"\xff\xfe\x00<xml>"):
         response = Client().post(path, body, content_type="text/xml")
         assert v2_return_code(response) == "FAIL", body
+    assert PaymentEvent.objects.count() == 0
+
+
+UNVERIFIABLE_V2 = {
+    # compare_digest refuses non-ASCII str: it once raised TypeError (a 500) for these.
+    "non-ASCII sign": (V2_PATH, "<xml><return_code>SUCCESS</return_code><sign>é</sign></xml>"),
+    "non-ASCII appid": (V2_REFUND_PATH, "<xml><return_code>SUCCESS</return_code><appid>é</appid></xml>"),
+    "non-ASCII mch_id": (V2_REFUND_PATH, "<xml><return_code>SUCCESS</return_code><mch_id>ü</mch_id></xml>"),
+    # expat raised LookupError for an encoding it does not know.
+    "unknown encoding (pay)": (V2_PATH, '<?xml version="1.0" encoding="x-nope"?><xml/>'),
+    "unknown encoding (refund)": (V2_REFUND_PATH, '<?xml version="1.0" encoding="x-nope"?><xml/>'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNVERIFIABLE_V2))
+def test_unverifiable_v2_notifies_are_refused_without_an_error(db, caplog, case):
+    path, body = UNVERIFIABLE_V2[case]
+    with caplog.at_level(logging.INFO):
+        response = Client().post(path, body.encode("utf-8"), content_type="text/xml")
+    assert v2_return_code(response) == "FAIL"
+    # Refused as unverified (a warning at most), not caught as an unexpected error.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert PaymentEvent.objects.count() == 0
 
 

@@ -112,3 +112,14 @@ def test_v2_decrypt_refund_info():
         v2.decrypt_refund_info(_req_info(xml, OFFICIAL_KEY), "another-key")
     with pytest.raises(DecryptError):
         v2.decrypt_refund_info("%%%", OFFICIAL_KEY)
+
+
+def test_v2_verify_refuses_a_non_ascii_sign_as_unequal():
+    params = {"appid": "wx", "sign": "É" * 64}
+    assert v2.verify(params, "k" * 32, "HMAC-SHA256") is False
+
+
+@pytest.mark.parametrize("body", [b'<?xml version="1.0" encoding="x-nope"?><xml/>', b"\xff\xfe<xml/>"])
+def test_v2_parse_refuses_an_unknown_encoding(body):
+    with pytest.raises(v2.XmlError):
+        v2.parse_xml(body)
