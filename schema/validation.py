@@ -12,6 +12,7 @@ from graphql import (
     NoSchemaIntrospectionCustomRule,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
     ValidationContext,
     ValidationRule,
     specified_rules,
@@ -78,13 +79,24 @@ def complexity_rule(max_depth: int, max_fields: int, max_aliases: int) -> type[V
     return ComplexityRule
 
 
-def validation_rules(
+class TextValuesRule(ValidationRule):
+    """A string literal holding a NUL (`"\\u0000"`, which PostgreSQL cannot store or compare) is refused
+    like any other invalid value; variables are checked by the view."""
+
+    def enter_string_value(self, node: StringValueNode, *_args: Any) -> None:
+        if "\x00" in node.value:
+            self.report_error(GraphQLError("Strings may not contain NUL characters.", [node]))
+
+
+def validation_passes(
     *, max_depth: int, max_fields: int, max_aliases: int, introspection: bool
-) -> list[type[ValidationRule]]:
+) -> tuple[list[type[ValidationRule]], list[type[ValidationRule]]]:
+    """Two passes: our limits, one cheap walk of the document, and only on a document within them the
+    standard rules, some of which cost more than linear time (overlapping fields compares pairs)."""
+    limits: list[type[ValidationRule]] = [complexity_rule(max_depth, max_fields, max_aliases), TextValuesRule]
     # Passing rules to validate() replaces the standard ones, so they are listed here.
-    rules: list[type[ValidationRule]] = list(specified_rules)
-    rules.append(complexity_rule(max_depth, max_fields, max_aliases))
+    standard: list[type[ValidationRule]] = list(specified_rules)
     if not introspection:
         # Blocks __schema and __type only; __typename stays (Apollo and urql add it everywhere).
-        rules.append(NoSchemaIntrospectionCustomRule)
-    return rules
+        standard.append(NoSchemaIntrospectionCustomRule)
+    return limits, standard

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from typing import Any
 
 from django.conf import settings
@@ -28,7 +29,7 @@ from core.errors import AppError, ErrorCode
 from core.middleware import current_request_id
 from providers.http import ProviderError, ProviderUnavailable
 from schema.auth import authenticate
-from schema.validation import validation_rules
+from schema.validation import validation_passes
 
 logger = logging.getLogger("schema")
 
@@ -40,15 +41,19 @@ def error_payload(message: str, code: ErrorCode) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code.value}}]}
 
 
+class UnexpectedError(GraphQLError):
+    """An exception execute() raised (resolver errors graphql-core reports itself): always INTERNAL."""
+
+
+# graphql-core's suggestions name types and fields: without introspection they would leak the schema.
+_SUGGESTION = re.compile(r" Did you mean .*\?$")
+
+
 def _shape(error: GraphQLError) -> dict[str, Any]:
     """Maps an error to {message, locations, path, extensions.code}, masking anything unexpected."""
     original = error.original_error
     formatted: dict[str, Any] = {}
-    if original is None:
-        # Syntax, validation and variable errors: graphql-core's messages are safe to show.
-        formatted["message"] = error.message
-        code = ErrorCode.BAD_USER_INPUT
-    elif isinstance(original, AppError):
+    if isinstance(original, AppError):
         formatted["message"] = original.message
         code = original.code
     elif isinstance(original, ProviderUnavailable):
@@ -59,6 +64,15 @@ def _shape(error: GraphQLError) -> dict[str, Any]:
         formatted["message"] = "The provider refused the request."
         code = ErrorCode.PROVIDER_ERROR
         logger.warning("provider error: %s", original)
+    elif not isinstance(error, UnexpectedError) and (original is None or error.path is None):
+        # Syntax, validation and variable errors, which have no path (graphql-core keeps the cause of a
+        # variable it could not coerce as original_error): graphql-core's messages are safe to show.
+        message = error.message
+        if not settings.GRAPHQL_INTROSPECTION:
+            message = _SUGGESTION.sub("", message)
+        formatted["message"] = message
+        code = ErrorCode.BAD_USER_INPUT
+        logger.info("request refused: %s", message)
     else:
         request_id = current_request_id()
         logger.error("internal error in %s", error.path, exc_info=original)
@@ -72,15 +86,44 @@ def _shape(error: GraphQLError) -> dict[str, Any]:
     return formatted
 
 
+def _text_problem(value: Any) -> str | None:
+    """What is wrong with a string somewhere in `value` (a NUL, which PostgreSQL cannot store, or a lone
+    surrogate, which is no text at all), else None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "Strings may not contain NUL characters."
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "Strings must be valid Unicode (no unpaired surrogates)."
+        return None
+    if isinstance(value, dict):
+        items: Any = [*value.keys(), *value.values()]
+    elif isinstance(value, list):
+        items = value
+    else:
+        return None
+    for item in items:
+        problem = _text_problem(item)
+        if problem:
+            return problem
+    return None
+
+
 def _prepare(
-    schema: GraphQLSchema, rules: list[type[ValidationRule]], max_tokens: int, query: str
+    schema: GraphQLSchema, passes: tuple[list[type[ValidationRule]], ...], max_tokens: int, query: str
 ) -> tuple[DocumentNode | None, list[GraphQLError]]:
-    """Parse and validate; cached per distinct document text by the view."""
+    """Parse and validate, pass by pass (a later pass runs only on a document the earlier ones
+    accepted); cached per distinct document text by the view."""
     try:
         document = parse(query, max_tokens=max_tokens)
     except GraphQLError as error:
         return None, [error]
-    return document, list(validate(schema, document, rules, max_errors=20))
+    for rules in passes:
+        errors = validate(schema, document, rules, max_errors=20)
+        if errors:
+            return document, list(errors)
+    return document, []
 
 
 class AppGraphQLView(GraphQLView):
@@ -108,7 +151,7 @@ class AppGraphQLView(GraphQLView):
                 functools.partial(
                     _prepare,
                     self.schema.graphql_schema,
-                    validation_rules(
+                    validation_passes(
                         max_depth=settings.GRAPHQL_MAX_DEPTH,
                         max_fields=settings.GRAPHQL_MAX_FIELDS,
                         max_aliases=settings.GRAPHQL_MAX_ALIASES,
@@ -156,6 +199,9 @@ class AppGraphQLView(GraphQLView):
             raise HttpError(HttpResponse(status=400), "'query' must be a string.")
         if variables is not None and not isinstance(variables, dict):
             raise HttpError(HttpResponse(status=400), "'variables' must be a JSON object.")
+        problem = _text_problem([query, variables, operation_name])
+        if problem:
+            raise HttpError(HttpResponse(status=400), problem)
         if len(query) <= CACHEABLE_QUERY_CHARS:
             document, errors = self.prepare(query)
         else:
@@ -179,7 +225,23 @@ class AppGraphQLView(GraphQLView):
                 middleware=self.get_middleware(request),
             )
         except Exception as exc:  # noqa: BLE001 (resolver errors are reported by graphql-core; this is the rest)
-            return ExecutionResult(errors=[GraphQLError(str(exc), original_error=exc)])
+            return ExecutionResult(errors=[UnexpectedError(str(exc), original_error=exc)])
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        try:
+            return super().parse_body(request)
+        except RecursionError:
+            # json.loads recurses once per nesting level: a body of 100,000 "[" would be a 500.
+            raise HttpError(HttpResponse(status=400), "The JSON body is nested too deeply.") from None
+        except UnicodeDecodeError:
+            raise HttpError(HttpResponse(status=400), "The body must be UTF-8.") from None
+
+    @staticmethod
+    def get_graphql_params(request: HttpRequest, data: Any) -> Any:
+        try:
+            return GraphQLView.get_graphql_params(request, data)
+        except RecursionError:  # `variables` sent as a JSON string
+            raise HttpError(HttpResponse(status=400), "'variables' is nested too deeply.") from None
 
     @staticmethod
     def format_error(error: Any) -> dict[str, Any]:
@@ -187,7 +249,7 @@ class AppGraphQLView(GraphQLView):
             return _shape(error)
         if isinstance(error, HttpError):
             return {"message": error.message or "Bad request.", "extensions": {"code": ErrorCode.BAD_USER_INPUT.value}}
-        return _shape(GraphQLError(str(error), original_error=error))
+        return _shape(UnexpectedError(str(error), original_error=error))
 
     def json_encode(self, request: HttpRequest, d: Any, pretty: bool = False) -> str:
         if pretty or self.pretty:

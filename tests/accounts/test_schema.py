@@ -349,6 +349,8 @@ BAD_INPUTS = {
     "short iv": lambda d: {**d, "iv": base64.b64encode(b"12345678").decode()},
     "tampered": lambda d: {**d, "encryptedData": _flip_last_block(d["encryptedData"])},
     "wrong signature": lambda d: {**d, "signature": "0" * 40},
+    # compare_digest raised TypeError (INTERNAL) for a non-ASCII signature.
+    "non-ASCII signature": lambda d: {**d, "rawData": "{}", "signature": "é"},
     "rawData changed": lambda d: {**d, "rawData": d["rawData"].replace("Band", "Evil")},
     "signature without rawData": lambda d: {**d, "rawData": None},
     "other appid watermark": lambda d: _reencrypt(d, appid="wxother"),

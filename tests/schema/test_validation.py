@@ -5,32 +5,59 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from graphene.validation import DisableIntrospection
-from graphql import NoSchemaIntrospectionCustomRule, parse, validate
+from graphql import NoSchemaIntrospectionCustomRule, ValidationRule, parse, validate
 
 from schema.schema import schema as app_schema
-from schema.validation import complexity_rule, validation_rules
+from schema.validation import TextValuesRule, complexity_rule, validation_passes
 
 GRAPHQL_SCHEMA = app_schema.graphql_schema
 
 
-def _default_rules(**overrides: Any) -> list[Any]:
+def _default_rules(**overrides: Any) -> tuple[list[Any], list[Any]]:
     options = {"max_depth": 10, "max_fields": 300, "max_aliases": 30, "introspection": True}
     options.update(overrides)
-    return validation_rules(**options)
+    return validation_passes(**options)
 
 
-def _messages(query: str, rules: list[Any]) -> list[str]:
-    return [error.message for error in validate(GRAPHQL_SCHEMA, parse(query), rules)]
+def _messages(query: str, rules: list[Any] | tuple[list[Any], ...]) -> list[str]:
+    """The messages of one pass of rules, or of the first of several passes that has any (as the view runs them)."""
+    document = parse(query)
+    for pass_rules in rules if isinstance(rules, tuple) else (rules,):
+        messages = [error.message for error in validate(GRAPHQL_SCHEMA, document, pass_rules)]
+        if messages:
+            return messages
+    return []
 
 
-def test_rules_keep_the_standard_rules():
+def test_the_limits_pass_first_then_exactly_the_standard_rules():
     from graphql import specified_rules
 
-    rules = _default_rules()
-    for rule in specified_rules:
-        assert rule in rules
-    assert [rule.__name__ for rule in rules if rule not in specified_rules] == ["ComplexityRule"]
+    limits, standard = _default_rules()
+    assert [rule.__name__ for rule in limits] == ["ComplexityRule", "TextValuesRule"]
+    assert standard == list(specified_rules)
+
+
+def test_a_document_over_the_limits_never_reaches_the_standard_rules(monkeypatch):
+    # The standard rules cost more than linear time (overlapping fields compares pairs of fields).
+    limits, standard = _default_rules()
+    over = "{ " + " me { id }" * 200 + " }"  # 400 fields
+    assert _messages(over, (limits, [_Exploding])) == ["the operation selects more than 300 fields; split it."]
+    with pytest.raises(AssertionError, match="reached"):
+        _messages("{ me { id } }", (limits, [_Exploding]))
+
+
+class _Exploding(ValidationRule):
+    def enter_document(self, *_args: Any) -> None:
+        raise AssertionError("the standard rules were reached")
+
+
+def test_a_nul_in_a_string_literal_is_refused():
+    assert _messages('mutation { wechatLogin(code: "a\\u0000b") { token } }', [TextValuesRule]) == [
+        "Strings may not contain NUL characters."
+    ]
+    assert _messages('mutation { wechatLogin(code: "a\\u00e9b") { token } }', [TextValuesRule]) == []
 
 
 def test_depth_limit_boundary(nested):
@@ -58,9 +85,8 @@ def test_depth_counts_through_fragments_but_not_inline_fragments():
     assert _messages(inline, _default_rules(max_depth=2)) == []
 
 
-def test_deep_document_with_all_rules_reports_depth_among_errors(nested):
-    messages = _messages(nested(11), _default_rules())
-    assert "the operation is nested deeper than 10 levels." in messages
+def test_deep_document_with_all_rules_reports_depth(nested):
+    assert _messages(nested(11), _default_rules()) == ["the operation is nested deeper than 10 levels."]
 
 
 def test_alias_limit_boundary():
@@ -110,8 +136,8 @@ def test_each_operation_is_measured_separately():
 
 
 def test_introspection_off_rejects_schema_and_type_queries():
-    off = _default_rules(introspection=False)
-    on = _default_rules(introspection=True)
+    off = _default_rules(introspection=False)[1]
+    on = _default_rules(introspection=True)[1]
     assert DisableIntrospection in off or NoSchemaIntrospectionCustomRule in off
     assert DisableIntrospection not in on and NoSchemaIntrospectionCustomRule not in on
     assert validate(GRAPHQL_SCHEMA, parse("{ __schema { types { name } } }"), off)

@@ -81,6 +81,90 @@ def test_null_for_required_variable_is_bad_user_input(gql):
     assert "$code" in result["errors"][0]["message"]
 
 
+def _counts() -> tuple[int, ...]:
+    return User.objects.count(), WechatIdentity.objects.count(), RefreshToken.objects.count()
+
+
+def _errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (LOGIN, {"code": 5}),  # 5 for String!
+        ("query($f: Int) { orders(first: $f) { edges { cursor } } }", {"f": "abc"}),
+        ("query($f: Int) { orders(first: $f) { edges { cursor } } }", {"f": 2**31}),  # no 32-bit Int
+        ("query($f: Int) { orders(first: $f) { edges { cursor } } }", {"f": 1.5}),
+        (
+            # An input field the type does not have.
+            "mutation($i: CreateWechatPayOrderInput!) { createWechatPayOrder(input: $i) { codeUrl } }",
+            {"i": {"sku": "coffee", "quantity": 1, "tradeType": "NATIVE", "app": "x"}},
+        ),
+    ],
+    ids=["int-for-string", "string-for-int", "int-overflow", "float-for-int", "unknown-input-field"],
+)
+def test_a_variable_graphql_cannot_coerce_is_bad_user_input_like_any_validation_error(gql, caplog, query, variables):
+    # graphql-core keeps the cause of a coercion error as original_error: that is no internal error.
+    before = _counts()
+    with caplog.at_level(logging.INFO):
+        response = gql.raw(query, variables)
+    validation = gql.raw("{ me { id doesNotExist } }")
+    assert response.status_code == validation.status_code == 400  # graphene-django's status for request errors
+    assert _all_codes(response.json()) == ["BAD_USER_INPUT"] and "data" not in response.json()
+    assert _errors_logged(caplog) == []
+    assert _counts() == before
+
+
+@pytest.mark.parametrize(
+    "escaped",
+    [r"\ud800", r"a\udfffb", r"a\u0000b"],
+    ids=["lone-high-surrogate", "lone-low-surrogate", "nul"],
+)
+def test_unpaired_surrogates_and_nul_in_variables_are_bad_user_input(client, db, caplog, escaped):
+    # JSON escapes: json.loads turns them into a lone surrogate or a NUL inside a str.
+    query = "mutation($c: String!) { wechatLogin(code: $c) { token } }"
+    body = json.dumps({"query": query, "variables": {"c": "CODE"}}).replace("CODE", escaped)
+    with caplog.at_level(logging.INFO):
+        response = client.post("/graphql/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert _all_codes(response.json()) == ["BAD_USER_INPUT"]
+    assert _errors_logged(caplog) == [] and _counts() == (0, 0, 0)
+
+
+def test_a_nul_in_a_string_literal_is_bad_user_input(gql):
+    result = gql('mutation { wechatLogin(code: "a\\u0000b") { token } }')
+    assert _all_codes(result) == ["BAD_USER_INPUT"]
+    assert result["errors"][0]["message"] == "Strings may not contain NUL characters."
+    assert _counts() == (0, 0, 0)
+
+
+def test_a_deeply_nested_json_body_is_400(client, db):
+    deep = "[" * 100_000 + "]" * 100_000
+    response = client.post("/graphql/", deep, content_type="application/json")
+    assert response.status_code == 400 and _all_codes(response.json()) == ["BAD_USER_INPUT"]
+    variables = '{"a":' * 50_000 + "1" + "}" * 50_000
+    response = client.get(
+        "/graphql/", {"query": "{ __typename }", "variables": variables}, HTTP_ACCEPT="application/json"
+    )
+    assert response.status_code == 400 and _all_codes(response.json()) == ["BAD_USER_INPUT"]
+
+
+def test_a_body_that_is_not_utf8_is_400(client, db):
+    response = client.post("/graphql/", b"{ me { id } }\xff", content_type="application/graphql")
+    assert response.status_code == 400 and _all_codes(response.json()) == ["BAD_USER_INPUT"]
+
+
+@pytest.mark.parametrize("introspection", [False, True])
+def test_suggestions_name_the_schema_only_when_introspection_is_on(settings, rf, introspection):
+    settings.GRAPHQL_INTROSPECTION = introspection
+    view = AppGraphQLView.as_view()
+    for query in ("{ mee { id } }", "{ me { nicknam } }"):
+        response = view(rf.post("/graphql/", json.dumps({"query": query}), content_type="application/json"))
+        message = json.loads(response.content)["errors"][0]["message"]
+        assert ("Did you mean" in message) is introspection, message
+
+
 def test_protected_field_without_token_is_unauthenticated(gql):
     response = gql.raw("{ me { id } }")
     assert response.status_code == 200
