@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from graphene.relay.connection import connection_adapter, page_info_adapter
 from graphene_django import DjangoConnectionField
 from graphene_django.utils import maybe_queryset
-from graphql_relay import connection_from_array_slice, get_offset_with_default, offset_to_cursor
+from graphql_relay import connection_from_array_slice, cursor_to_offset, get_offset_with_default, offset_to_cursor
 
 from core.errors import AppError, ErrorCode
 
@@ -41,6 +41,10 @@ class ForwardConnectionField(DjangoConnectionField):
             value = args.get(name)
             if value is not None and (value < 0 or (max_limit is not None and value > max_limit)):
                 raise AppError(ErrorCode.BAD_USER_INPUT, f"'{name}' must be between 0 and {max_limit}.")
+        if args.get("after") is not None and cursor_to_offset(args["after"]) is None:
+            # graphql-relay reads an unreadable cursor as the start; graphene-django's offset arithmetic
+            # would fail on it (TypeError), so it is dropped here, to the same effect.
+            del args["after"]
         if args.get("offset") is not None and (args["offset"] < 0 or args.get("before") is not None):
             raise AppError(ErrorCode.BAD_USER_INPUT, "'offset' must be 0 or more, and not used with 'before'.")
         return super().connection_resolver(
