@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark: the bare Django view, the GraphQL `me` query, the `wechatLogin` mutation, WeChat Pay
-# v2 and v3 pay notifies and the `orders` page, side by side in one run, against gunicorn (2 sync
-# workers) on PostgreSQL + Redis.
+# v2 and v3 pay notifies and the `orders` page, side by side in one run, against gunicorn (production's
+# config/gunicorn.conf.py: gthread; 2 workers) on PostgreSQL + Redis.
 #
 #   bash bench/run.sh            (from the repository root; see bench/README.md)
 #
@@ -19,6 +19,7 @@
 #                           keep the machine over 15% busy (0: never wait)
 #   BENCH_PROFILE=1         py-spy samples the workers in each measured scenario (needs py-spy)
 #   BENCH_KEEP_LOGS=1       keeps wrk's, gunicorn's and py-spy's output (the path is printed)
+#   BENCH_THREADS_PER_WORKER [4]  gunicorn threads per worker (gthread, as in production)
 # Exit status: 0 when every answer was right (HTTP 200 / 204, the expected data, no GraphQL errors, no
 # socket errors, enough notifies) and the database agrees with the notify answers (PAID orders), 1
 # otherwise or when setup failed. Whether the targets are met is printed only.
@@ -41,6 +42,7 @@ NOTIFY_RATE_V2="${BENCH_NOTIFY_RATE_V2:-2400}"
 NOTIFY_RATE_V3="${BENCH_NOTIFY_RATE_V3:-2000}"
 LOGIN_USERS="${BENCH_LOGIN_USERS:-0}"
 KEEP_LOGS="${BENCH_KEEP_LOGS:-0}"
+GUNICORN_THREADS="${BENCH_THREADS_PER_WORKER:-4}"
 QUIET_WAIT="${BENCH_QUIET_WAIT:-60}"
 PG_HOST=127.0.0.1
 PG_PORT=5432
@@ -193,10 +195,10 @@ idle_busy="$("$PY" bench/cpu.py idle 2 || true)"
 log "machine busy before the run: ${idle_busy:-?}% of $(nproc) cores"
 
 # --- server -------------------------------------------------------------------------
-log "starting gunicorn: 2 sync workers on 127.0.0.1:$PORT"
-"${APP_ENV[@]}" "$GUNICORN" config.wsgi:application \
-    --workers 2 --worker-class sync --bind "127.0.0.1:$PORT" \
-    --timeout 30 --graceful-timeout 5 --log-level warning \
+log "starting gunicorn: config/gunicorn.conf.py (gthread, $GUNICORN_THREADS threads), 2 workers on 127.0.0.1:$PORT"
+"${APP_ENV[@]}" "$GUNICORN" -c config/gunicorn.conf.py config.wsgi:application \
+    --workers 2 --threads "$GUNICORN_THREADS" --bind "127.0.0.1:$PORT" \
+    --graceful-timeout 5 --log-level warning \
     >"$WORK/gunicorn.log" 2>&1 &
 GUNICORN_PID=$!
 
@@ -355,4 +357,4 @@ fi
 
 # --- report -------------------------------------------------------------------------
 "$PY" bench/report.py "$WORK" "$ROUNDS" "$SCENARIOS" \
-    "gunicorn 2 sync workers, PostgreSQL + Redis, logins: $([ "$LOGIN_USERS" = 0 ] && echo 'each a new user' || echo "$LOGIN_USERS returning users"), wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS rounds (after $WARMUP warm-up each), loopback, $(nproc) cores shared by all"
+    "gunicorn 2 gthread workers x $GUNICORN_THREADS threads (config/gunicorn.conf.py), PostgreSQL + Redis, logins: $([ "$LOGIN_USERS" = 0 ] && echo 'each a new user' || echo "$LOGIN_USERS returning users"), wrk -t$THREADS -c$CONNECTIONS -d$DURATION x $ROUNDS rounds (after $WARMUP warm-up each), loopback, $(nproc) cores shared by all"

@@ -29,7 +29,7 @@ from core.errors import AppError, ErrorCode
 from core.middleware import current_request_id
 from providers.http import ProviderError, ProviderUnavailable
 from schema.auth import authenticate
-from schema.validation import validation_passes
+from schema.validation import Limits, standard_rules
 
 logger = logging.getLogger("schema")
 
@@ -111,19 +111,18 @@ def _text_problem(value: Any) -> str | None:
 
 
 def _prepare(
-    schema: GraphQLSchema, passes: tuple[list[type[ValidationRule]], ...], max_tokens: int, query: str
+    schema: GraphQLSchema, limits: Limits, rules: list[type[ValidationRule]], max_tokens: int, query: str
 ) -> tuple[DocumentNode | None, list[GraphQLError]]:
-    """Parse and validate, pass by pass (a later pass runs only on a document the earlier ones
-    accepted); cached per distinct document text by the view."""
+    """Parse, check our limits, then validate (the standard rules only see a document within the
+    limits); cached per distinct document text by the view."""
     try:
         document = parse(query, max_tokens=max_tokens)
     except GraphQLError as error:
         return None, [error]
-    for rules in passes:
+    errors = limits.errors(document)
+    if not errors:
         errors = validate(schema, document, rules, max_errors=20)
-        if errors:
-            return document, list(errors)
-    return document, []
+    return document, list(errors)
 
 
 class AppGraphQLView(GraphQLView):
@@ -141,6 +140,7 @@ class AppGraphQLView(GraphQLView):
             settings.GRAPHQL_MAX_DEPTH,
             settings.GRAPHQL_MAX_FIELDS,
             settings.GRAPHQL_MAX_ALIASES,
+            settings.GRAPHQL_MAX_REPEATS,
             settings.GRAPHQL_INTROSPECTION,
             settings.GRAPHQL_MAX_TOKENS,
             settings.GRAPHQL_DOCUMENT_CACHE_SIZE,
@@ -151,12 +151,13 @@ class AppGraphQLView(GraphQLView):
                 functools.partial(
                     _prepare,
                     self.schema.graphql_schema,
-                    validation_passes(
+                    Limits(
                         max_depth=settings.GRAPHQL_MAX_DEPTH,
                         max_fields=settings.GRAPHQL_MAX_FIELDS,
                         max_aliases=settings.GRAPHQL_MAX_ALIASES,
-                        introspection=settings.GRAPHQL_INTROSPECTION,
+                        max_repeats=settings.GRAPHQL_MAX_REPEATS,
                     ),
+                    standard_rules(introspection=settings.GRAPHQL_INTROSPECTION),
                     settings.GRAPHQL_MAX_TOKENS,
                 )
             )

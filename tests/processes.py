@@ -62,15 +62,21 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def gunicorn(port: int, *options: str) -> list[str]:
+    """The production command (config/gunicorn.conf.py) on `port`, with `options` added."""
+    executable = str(Path(sys.executable).with_name("gunicorn"))
+    return [executable, "-c", "config/gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", *options, "config.wsgi"]
+
+
 @contextmanager
-def running_server(env: dict[str, str], *, port: int) -> Iterator[str]:
-    """`manage.py migrate`, then `manage.py runserver` (what `make run` serves) on `port` until the
-    block ends; yields its base URL once /healthz answers."""
+def running_server(env: dict[str, str], *, port: int, command: list[str] | None = None) -> Iterator[str]:
+    """`manage.py migrate`, then `manage.py runserver` (what `make run` serves; or `command`) on `port`
+    until the block ends; yields its base URL once /healthz answers."""
     migrated = run_python(["manage.py", "migrate", "--noinput"], env)
     assert migrated.returncode == 0, migrated.stderr
     log = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads would stall a chatty server
-    server = subprocess.Popen(  # noqa: S603 (our own manage.py)
-        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+    server = subprocess.Popen(  # noqa: S603 (our own manage.py or gunicorn)
+        command or [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=BASE_DIR,
         env=env,
         stdout=log,
