@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
@@ -82,23 +83,34 @@ def _revoke_all(user_id: int) -> int:
 
 
 def refresh_tokens(*, refresh_token: str) -> TokenPair:
-    """Rotates a refresh token. Presenting one that was already rotated signs the user out everywhere;
-    one that was revoked (signed out) is only refused."""
+    """Rotates a refresh token.
+
+    A token rotated less than JWT_REFRESH_REUSE_SECONDS ago and presented again (a client firing
+    parallel requests after a 401) gets a fresh pair of the same user, unless one of their sessions was
+    signed out since (then it is only refused). Presented later, it is reuse (RFC 9700):
+    every session of the user is signed out. A token that was revoked (signed out) is only refused.
+    """
     digest = hash_refresh_token(refresh_token)
+    now = timezone.now()
     with transaction.atomic():
         try:
             row = RefreshToken.objects.select_for_update(of=("self",)).select_related("user").get(token=digest)
         except RefreshToken.DoesNotExist:
             raise AppError(ErrorCode.UNAUTHENTICATED, "Unknown refresh token: log in again.") from None
+        usable = not row.is_expired() and row.user.is_active
         if row.revoked is None:
-            if row.is_expired() or not row.user.is_active:
+            if not usable:
                 raise AppError(ErrorCode.UNAUTHENTICATED, "This refresh token has expired: log in again.")
-            row.revoked = timezone.now()
+            row.revoked = now
             row.rotated = True
             row.save(update_fields=["revoked", "rotated"])
             return issue_tokens(row.user)
         if not row.rotated:
             raise AppError(ErrorCode.UNAUTHENTICATED, "This refresh token was revoked: log in again.")
+        if now - row.revoked < dt.timedelta(seconds=settings.JWT_REFRESH_REUSE_SECONDS):
+            if usable and not _signed_out_since(row):
+                return issue_tokens(row.user)
+            raise AppError(ErrorCode.UNAUTHENTICATED, "This refresh token was already used: log in again.")
         reused_by = row.user_id
     # Outside the block above, so the revocation commits although we answer with an error.
     revoked = _revoke_all(reused_by)
@@ -107,6 +119,13 @@ def refresh_tokens(*, refresh_token: str) -> TokenPair:
         ErrorCode.UNAUTHENTICATED,
         "This refresh token was already used; for safety every session was signed out: log in again.",
     )
+
+
+def _signed_out_since(row: RefreshToken) -> bool:
+    """Whether any session of the user was signed out (a token revoked, not rotated) since `row` was
+    rotated: the reuse interval never brings a signed-out session back."""
+    assert row.revoked is not None
+    return RefreshToken.objects.filter(user_id=row.user_id, rotated=False, revoked__gte=row.revoked).exists()
 
 
 def revoke_refresh_token(*, refresh_token: str) -> bool:

@@ -177,6 +177,9 @@ GRAPHQL_JWT = {
     "JWT_ALLOW_REFRESH": False,
     "JWT_REFRESH_EXPIRATION_DELTA": timedelta(days=env.int("JWT_REFRESH_DAYS", default=30)),
 }
+# A refresh token presented again this soon after its rotation (parallel requests after a 401) gets a
+# fresh pair instead of signing the user out everywhere (accounts.services.refresh_tokens).
+JWT_REFRESH_REUSE_SECONDS = env.int("JWT_REFRESH_REUSE_SECONDS", default=30)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

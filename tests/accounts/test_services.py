@@ -5,6 +5,7 @@ Most cases drive the service through its mutation, as a client does: the rows ar
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
@@ -253,11 +254,20 @@ def test_refresh_rotates(gql):
     assert live_tokens() == 1
 
 
+def rotated_long_ago(raw: str) -> None:
+    """Moves a rotated token's rotation past the reuse interval: presenting it now is reuse."""
+    seconds = settings.JWT_REFRESH_REUSE_SECONDS + 1
+    RefreshToken.objects.filter(token=hash_refresh_token(raw)).update(
+        revoked=timezone.now() - dt.timedelta(seconds=seconds)
+    )
+
+
 def test_reusing_a_rotated_token_revokes_the_whole_family(gql):
     old = gql.login("alice")["refreshToken"]
     new = gql(REFRESH, {"t": old})["data"]["refreshToken"]["refreshToken"]
     gql.login("alice:2")  # a second device of the same user
     assert live_tokens() == 2
+    rotated_long_ago(old)
     result = gql(REFRESH, {"t": old})
     assert error_code(result) == "UNAUTHENTICATED"
     assert live_tokens() == 0
@@ -269,9 +279,31 @@ def test_reuse_only_revokes_that_user(gql):
     old = gql.login("alice")["refreshToken"]
     gql(REFRESH, {"t": old})
     gql.login("bob")
+    rotated_long_ago(old)
     gql(REFRESH, {"t": old})
     bob = User.objects.get(wechat_identities__openid__isnull=False, refresh_tokens__revoked__isnull=True)
     assert RefreshToken.objects.filter(user=bob, revoked__isnull=True).count() == 1
+
+
+def test_a_token_presented_again_within_the_reuse_interval_gets_a_fresh_pair(gql):
+    old = gql.login("alice")["refreshToken"]
+    first = gql(REFRESH, {"t": old})["data"]["refreshToken"]
+    again = gql(REFRESH, {"t": old})["data"]["refreshToken"]
+    assert again["refreshToken"] not in (old, first["refreshToken"]) and again["token"]
+    # Both new sessions live on; nothing was revoked but the rotated token.
+    assert live_tokens() == 2
+    assert gql(REFRESH, {"t": first["refreshToken"]})["data"]["refreshToken"]["refreshToken"]
+
+
+def test_within_the_reuse_interval_a_signed_out_session_is_not_brought_back(gql):
+    old = gql.login("alice")["refreshToken"]
+    new = gql(REFRESH, {"t": old})["data"]["refreshToken"]["refreshToken"]
+    tablet = gql.login("alice:2")["refreshToken"]
+    gql(REVOKE, {"t": new})  # the client signed out
+    result = gql(REFRESH, {"t": old})
+    assert error_code(result) == "UNAUTHENTICATED" and "already used" in result["errors"][0]["message"]
+    # Only refused: the other device is still signed in.
+    assert live_tokens() == 1 and gql(REFRESH, {"t": tablet})["data"]["refreshToken"]
 
 
 def test_revoke_acts_at_once(gql):
@@ -329,7 +361,8 @@ def test_a_disabled_users_refresh_is_refused_and_nothing_changes(gql):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_refreshes_exactly_one_succeeds():
+def test_ten_concurrent_refreshes_of_one_token_all_succeed_and_the_user_stays_signed_in():
+    # A mini-program firing parallel requests after a 401: each refreshes with the same token.
     user = UserFactory(username="wx_concurrent")
     raw = services.issue_tokens(user).refresh_token
     barrier = threading.Barrier(10)
@@ -340,8 +373,8 @@ def test_concurrent_refreshes_exactly_one_succeeds():
         try:
             barrier.wait()
             try:
-                services.refresh_tokens(refresh_token=raw)
-                outcome = "ok"
+                pair = services.refresh_tokens(refresh_token=raw)
+                outcome = "ok" if pair.token and pair.refresh_token else "empty"
             except AppError as exc:
                 outcome = exc.code
             with lock:
@@ -354,10 +387,13 @@ def test_concurrent_refreshes_exactly_one_succeeds():
         t.start()
     for t in threads:
         t.join()
-    assert len(outcomes) == 10
-    # The row lock lets the first rotate; the other nine then see a rotated token.
-    assert outcomes.count("ok") == 1
-    assert outcomes.count(ErrorCode.UNAUTHENTICATED) == 9
-    # Whoever lost saw reuse, so no refresh token of the user is left alive, the winner's new one included.
-    assert RefreshToken.objects.filter(user=user).count() == 2
+    # The row lock lets the first rotate; the other nine, within the reuse interval, get fresh pairs.
+    assert outcomes == ["ok"] * 10
+    assert RefreshToken.objects.filter(user=user, rotated=True).count() == 1
+    assert RefreshToken.objects.filter(user=user, revoked__isnull=True).count() == 10
+    # After the interval, the same token is reuse: every session is signed out.
+    rotated_long_ago(raw)
+    with pytest.raises(AppError) as refused:
+        services.refresh_tokens(refresh_token=raw)
+    assert refused.value.code == ErrorCode.UNAUTHENTICATED
     assert RefreshToken.objects.filter(user=user, revoked__isnull=True).count() == 0
