@@ -5,6 +5,8 @@ PYTHON ?= $(shell python$(PYTHON_VERSION) -c '' >/dev/null 2>&1 && echo python$(
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# Only this machine by default: the embedded default has the sandbox cashier (pays any order) and admin/admin.
+HOST ?= 127.0.0.1
 
 .PHONY: run test install lint schema bench clean
 
@@ -27,13 +29,18 @@ run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ensure_dev_superuser
 	$(BIN)/python manage.py seed_demo_products
+	@if [ "$(HOST)" != "127.0.0.1" ] && [ "$(HOST)" != "localhost" ]; then \
+		echo ""; \
+		echo "  WARNING: serving on $(HOST), with DEBUG on: anyone who reaches port $(PORT) can pay any order at the"; \
+		echo "  sandbox cashier and log in to the admin as admin/admin. Use HOST=127.0.0.1 (the default) unless you mean it."; \
+	fi
 	@echo ""
 	@echo "  GraphiQL:  http://localhost:$(PORT)/graphql/"
 	@echo "  Sandbox:   http://localhost:$(PORT)/sandbox/"
 	@echo "  Admin:     http://localhost:$(PORT)/admin/   (login admin / admin)"
 	@echo "  Health:    http://localhost:$(PORT)/healthz"
 	@echo ""
-	$(BIN)/python manage.py runserver 0.0.0.0:$(PORT)
+	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # tests/start_postgres_redis.py picks PostgreSQL and Redis when reachable (and starts them under CI=true,
 # failing if it cannot); otherwise SQLite and locmem, and pytest lists what it skipped.

@@ -14,6 +14,8 @@ import dj_database_url
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from config import dev_secrets
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -22,24 +24,28 @@ if env.bool("READ_DOT_ENV", default=True) and (BASE_DIR / ".env").is_file():
 
 DEBUG = env.bool("DEBUG", default=True)
 
-_DEV_SECRET = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
-_DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
-SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET)
-JWT_SECRET = env.str("JWT_SECRET_KEY", default=_DEV_JWT_SECRET)
-
 _REAL_CREDENTIALS = bool(os.environ.get("WECHAT_MINIPROGRAM_SECRET") or os.environ.get("WECHATPAY_MCH_ID"))
+# Development secrets, made per checkout on first use (config/dev_secrets.py); never used with DEBUG=0.
+DEV_SECRETS_FILE = Path(env.str("DEV_SECRETS_FILE", default=str(BASE_DIR / ".dev-secrets.json")))
 if not DEBUG or _REAL_CREDENTIALS:
-    # Production (or anything holding real provider credentials) refuses a secret anyone could know.
-    if SECRET_KEY == _DEV_SECRET or len(SECRET_KEY) < 50:
+    # Production (or anything holding real provider credentials) sets its own secrets, long and distinct.
+    SECRET_KEY = env.str("SECRET_KEY", default="")
+    JWT_SECRET = env.str("JWT_SECRET_KEY", default="")
+    _dev = dev_secrets.load(DEV_SECRETS_FILE) if DEV_SECRETS_FILE.is_file() else {}
+    if len(SECRET_KEY) < 50 or SECRET_KEY in _dev.values():
         raise ImproperlyConfigured(
             "Set SECRET_KEY to at least 50 random characters (DEBUG=0 or real provider credentials)."
         )
-    if JWT_SECRET == _DEV_JWT_SECRET or len(JWT_SECRET) < 32:
+    if len(JWT_SECRET) < 32 or JWT_SECRET in _dev.values():
         raise ImproperlyConfigured(
             "Set JWT_SECRET_KEY to at least 32 random characters (DEBUG=0 or real provider credentials)."
         )
     if JWT_SECRET == SECRET_KEY:
         raise ImproperlyConfigured("JWT_SECRET_KEY must differ from SECRET_KEY.")
+else:
+    _dev = dev_secrets.load(DEV_SECRETS_FILE)
+    SECRET_KEY = env.str("SECRET_KEY", default=_dev["SECRET_KEY"])
+    JWT_SECRET = env.str("JWT_SECRET_KEY", default=_dev["JWT_SECRET_KEY"])
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

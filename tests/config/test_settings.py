@@ -18,8 +18,25 @@ import pytest
 
 from tests.processes import clean_env, run_python
 
-DEV_SECRET = "dev-only-insecure-secret-key-change-me-in-production-0123456789"
-DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-0123456789"
+# What the settings once fell back to, published in this repository's history.
+PUBLISHED_SECRETS = (
+    "dev-only-insecure-secret-key-change-me-in-production-0123456789",
+    "dev-only-insecure-jwt-secret-change-me-0123456789",
+)
+_PRINT_SECRETS = (
+    "import django; django.setup(); from django.conf import settings as s; print(s.SECRET_KEY, s.JWT_SECRET)"
+)
+
+
+def _dev_secrets(tmp_path: Path) -> tuple[Path, str, str]:
+    """A development run's secrets file in tmp_path, and the two secrets it made there."""
+    path = tmp_path / "dev-secrets.json"
+    env = clean_env(DEBUG="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}", DEV_SECRETS_FILE=str(path))
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    result = run_python(["-c", _PRINT_SECRETS], env)
+    assert result.returncode == 0, result.stderr
+    secret_key, jwt_secret = result.stdout.split()
+    return path, secret_key, jwt_secret
 
 
 def _secret(length: int) -> str:
@@ -73,13 +90,16 @@ def _resolve_sandbox(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     "secret_key",
-    [None, DEV_SECRET, "x" * 49, "k" * 10],
-    ids=["missing", "default", "short-49", "short-10"],
+    [None, "development", "x" * 49, "k" * 10],
+    ids=["missing", "development", "short-49", "short-10"],
 )
 def test_production_refuses_unsafe_secret_key(tmp_path, secret_key):
     env = _production(tmp_path)
     if secret_key is None:
         del env["SECRET_KEY"]
+    elif secret_key == "development":  # this checkout's development secret, copied into production
+        path, env["SECRET_KEY"], _ = _dev_secrets(tmp_path)
+        env["DEV_SECRETS_FILE"] = str(path)
     else:
         env["SECRET_KEY"] = secret_key
     result = _check(env)
@@ -93,25 +113,37 @@ def test_secret_key_of_exactly_fifty_characters_is_accepted(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def _jwt_case(case: str, env: dict[str, str]) -> None:
+def _jwt_case(case: str, env: dict[str, str], tmp_path: Path) -> None:
     if case == "missing":
         del env["JWT_SECRET_KEY"]
-    elif case == "default":
-        env["JWT_SECRET_KEY"] = DEV_JWT_SECRET
+    elif case == "development":
+        path, _, env["JWT_SECRET_KEY"] = _dev_secrets(tmp_path)
+        env["DEV_SECRETS_FILE"] = str(path)
     elif case == "short":
         env["JWT_SECRET_KEY"] = _secret(31)
     elif case == "equal":
         env["JWT_SECRET_KEY"] = env["SECRET_KEY"]
 
 
-@pytest.mark.parametrize("case", ["missing", "default", "short", "equal"])
+@pytest.mark.parametrize("case", ["missing", "development", "short", "equal"])
 def test_production_refuses_unsafe_jwt_secret_key(tmp_path, case):
     env = _production(tmp_path)
-    _jwt_case(case, env)
+    _jwt_case(case, env, tmp_path)
     result = _check(env)
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert "JWT_SECRET_KEY" in result.stderr, result.stderr
+
+
+def test_development_secrets_are_made_once_per_checkout_and_kept_private(tmp_path):
+    path, secret_key, jwt_secret = _dev_secrets(tmp_path)
+    assert _dev_secrets(tmp_path) == (path, secret_key, jwt_secret)  # the same on every run
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(secret_key) >= 50 and len(jwt_secret) >= 32 and secret_key != jwt_secret
+    other = tmp_path / "another-checkout"
+    other.mkdir()
+    assert _dev_secrets(other)[1:] != (secret_key, jwt_secret)
+    assert not {secret_key, jwt_secret} & set(PUBLISHED_SECRETS)
 
 
 def test_debug_tolerates_the_development_secrets(tmp_path):
