@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import enum
 
+from django.db import InterfaceError, OperationalError
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# Our own database or cache not answering (down, restarting, a connection cut): the client retries later.
+OUTAGES: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    ConnectionInterrupted,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
 
 class ErrorCode(enum.StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
@@ -14,6 +28,7 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     PROVIDER_ERROR = "PROVIDER_ERROR"
     PROVIDER_UNAVAILABLE = "PROVIDER_UNAVAILABLE"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"  # our own database or cache is down: retry later
     INTERNAL = "INTERNAL"
 
 

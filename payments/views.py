@@ -84,7 +84,7 @@ def wechatpay_v2_refund(request: HttpRequest) -> HttpResponse:
     return _v2_outcome_answer(notifies.wechatpay_v2_refund(request.body))
 
 
-@notify_view(lambda: _v3_failure(500, "try again later"))
+@notify_view(lambda: _v3_failure(503, "try again later"))
 def wechatpay_v3(request: HttpRequest) -> HttpResponse:
     if _too_big(request):
         return _v3_failure(413, "body too large")

@@ -25,7 +25,7 @@ from graphql import (
     validate,
 )
 
-from core.errors import AppError, ErrorCode
+from core.errors import OUTAGES, AppError, ErrorCode
 from core.middleware import current_request_id
 from providers.http import ProviderError, ProviderUnavailable
 from schema.auth import authenticate
@@ -64,6 +64,10 @@ def _shape(error: GraphQLError) -> dict[str, Any]:
         formatted["message"] = "The provider refused the request."
         code = ErrorCode.PROVIDER_ERROR
         logger.warning("provider error: %s", original)
+    elif isinstance(original, OUTAGES):
+        formatted["message"] = "A service of ours is not answering right now: try again in a moment."
+        code = ErrorCode.SERVICE_UNAVAILABLE
+        logger.error("service unavailable in %s: %r", error.path, original)
     elif not isinstance(error, UnexpectedError) and (original is None or error.path is None):
         # Syntax, validation and variable errors, which have no path (graphql-core keeps the cause of a
         # variable it could not coerce as original_error): graphql-core's messages are safe to show.

@@ -69,11 +69,19 @@ def gunicorn(port: int, *options: str) -> list[str]:
 
 
 @contextmanager
-def running_server(env: dict[str, str], *, port: int, command: list[str] | None = None) -> Iterator[str]:
+def running_server(
+    env: dict[str, str], *, port: int, command: list[str] | None = None, degraded: bool = False, outage: bool = False
+) -> Iterator[str]:
     """`manage.py migrate`, then `manage.py runserver` (what `make run` serves; or `command`) on `port`
-    until the block ends; yields its base URL once /healthz answers."""
-    migrated = run_python(["manage.py", "migrate", "--noinput"], env)
-    assert migrated.returncode == 0, migrated.stderr
+    until the block ends; yields its base URL once /healthz answers 200. Its log may show no 500 and
+    no traceback.
+
+    `degraded`: its database or cache is down from the start: nothing is migrated and /healthz need only
+    answer (503). `degraded` or `outage` (one is cut on purpose while it runs): its log may hold the
+    tracebacks of the warnings about what is down (still never a 500)."""
+    if not degraded:
+        migrated = run_python(["manage.py", "migrate", "--noinput"], env)
+        assert migrated.returncode == 0, migrated.stderr
     log = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads would stall a chatty server
     server = subprocess.Popen(  # noqa: S603 (our own manage.py or gunicorn)
         command or [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
@@ -94,15 +102,15 @@ def running_server(env: dict[str, str], *, port: int, command: list[str] | None 
         while True:
             assert server.poll() is None, output()
             try:
-                if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
+                if requests.get(f"{url}/healthz", timeout=2).status_code == (503 if degraded else 200):
                     break
             except requests.ConnectionError:
                 pass
             assert time.monotonic() < deadline, "the server did not answer /healthz within 60 s:\n" + output()
             time.sleep(0.2)
         yield url
-        # Nothing the server logged may be a 500 or a traceback, whatever the test checked.
-        assert "Traceback" not in output() and '" 500 ' not in output(), output()
+        # Nothing the server logged may be a 500 or (but for what is down on purpose) a traceback.
+        assert '" 500 ' not in output() and (degraded or outage or "Traceback" not in output()), output()
     finally:
         server.terminate()
         try:

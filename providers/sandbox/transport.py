@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
@@ -10,7 +11,9 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
-from providers.sandbox.core import Sandbox, SandboxRequest
+from providers.sandbox.core import Sandbox, SandboxRequest, SandboxResponse
+
+logger = logging.getLogger(__name__)
 
 
 def _read_timeout(timeout: float | tuple[float, float] | tuple[float, None] | None) -> float | None:
@@ -42,17 +45,19 @@ class SandboxTransport(BaseAdapter):
             raise requests.ConnectionError(f"no sandbox route for {url.netloc}", request=request)
         body = request.body or b""
         headers = {k: v for k, v in request.headers.items()}
-        answer = self._get_sandbox().handle(
-            provider,
-            SandboxRequest(
-                method=(request.method or "GET").upper(),
-                path=url.path or "/",
-                query=dict(parse_qsl(url.query, keep_blank_values=True)),
-                headers=headers,
-                body=body.encode("utf-8") if isinstance(body, str) else body,
-                raw_query=url.query,
-            ),
+        sandbox_request = SandboxRequest(
+            method=(request.method or "GET").upper(),
+            path=url.path or "/",
+            query=dict(parse_qsl(url.query, keep_blank_values=True)),
+            headers=headers,
+            body=body.encode("utf-8") if isinstance(body, str) else body,
+            raw_query=url.query,
         )
+        try:
+            answer = self._get_sandbox().handle(provider, sandbox_request)
+        except Exception:  # noqa: BLE001 (the simulated provider is down, e.g. its cache: as a real one would be)
+            logger.warning("sandbox: %s failed to answer %s", provider, url.path, exc_info=True)
+            answer = SandboxResponse(503, b"", {"Content-Type": "text/plain"})
         if answer.delay:
             limit = _read_timeout(timeout)
             if limit is not None and limit <= answer.delay:

@@ -14,5 +14,6 @@ def test_every_error_code_is_documented_in_the_enum():
         "RATE_LIMITED",
         "PROVIDER_ERROR",
         "PROVIDER_UNAVAILABLE",
+        "SERVICE_UNAVAILABLE",
         "INTERNAL",
     ]

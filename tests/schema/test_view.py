@@ -9,7 +9,9 @@ from typing import Any
 
 import graphene
 import pytest
+from django.db import InterfaceError, OperationalError
 from django.test import Client
+from django_redis.exceptions import ConnectionInterrupted
 from graphql import GraphQLInterfaceType, GraphQLNamedType, GraphQLObjectType, get_named_type
 
 import accounts.services
@@ -469,6 +471,29 @@ def test_internal_error_log_line_carries_the_request_id_the_client_quotes(gql, m
     assert errors[0].endswith(f" ERROR schema [{request_id}] internal error in ['wechatLogin']")
     assert "Traceback (most recent call last)" in log
     assert "RuntimeError: secret-detail of the failure" in log
+
+
+@pytest.mark.parametrize(
+    "outage",
+    [
+        OperationalError("could not connect to server: Connection refused"),
+        InterfaceError("connection already closed"),
+        ConnectionInterrupted("Redis ConnectionError: Error 111 connecting. Connection refused."),
+    ],
+    ids=["database", "database-connection-closed", "cache"],
+)
+def test_our_database_or_cache_down_is_service_unavailable(gql, monkeypatch, console_log, outage):
+    def down(**_kwargs: Any) -> Any:
+        raise outage
+
+    monkeypatch.setattr(accounts.services, "wechat_login", down)
+    response = gql.raw(LOGIN, {"code": "alice"}, HTTP_X_REQUEST_ID="outage-0123456789")
+    body = response.json()
+    assert response.status_code == 200 and _all_codes(body) == ["SERVICE_UNAVAILABLE"]
+    assert "try again" in body["errors"][0]["message"] and str(outage) not in body["errors"][0]["message"]
+    _, stream = console_log
+    # An outage is an error for whoever runs the service, with the request id the client quotes.
+    assert "ERROR schema [outage-0123456789] service unavailable" in stream.getvalue()
 
 
 def test_provider_unavailable_maps_to_its_code(gql, monkeypatch):
