@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+import requests
 from django.test import Client
 
 LOGIN = """
@@ -55,3 +57,15 @@ def error_code(result: dict[str, Any]) -> str:
 
 def create_order_input(sku: str = "coffee", quantity: int = 1, version: str = "V3", **extra: Any) -> dict[str, Any]:
     return {"input": {"sku": sku, "quantity": quantity, "tradeType": "JSAPI", "apiVersion": version, **extra}}
+
+
+def sandbox_notifies(base_url: str, out_trade_no: str, count: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The sandbox's pay notifies of an order and our server's answers, once `count` have been sent
+    (the cashier sends them from a thread of its own, after answering the Pay press)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = requests.get(f"{base_url}/sandbox/pay/{out_trade_no}/notifies", timeout=10).json()
+        if len(seen["deliveries"]) >= count:
+            return seen["deliveries"]  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, f"{len(seen['deliveries'])} of {count} notifies sent: {seen}"
+        time.sleep(0.1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -11,7 +10,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from providers.sandbox.core import FAULTS, Sandbox, SandboxRequest
@@ -130,7 +129,8 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
         if request.method == "GET":
             order = simulator.order(out_trade_no)
             yuan = f"{Decimal(order['amount']) / 100:.2f}" if order else ""
-            return render(request, "sandbox/cashier.html", {"order": order, "yuan": yuan}, status=200 if order else 404)
+            context = {"order": order, "yuan": yuan, "deliveries": simulator.deliveries(out_trade_no)}
+            return render(request, "sandbox/cashier.html", context, status=200 if order else 404)
         if request.method != "POST":
             return JsonResponse({"error": "GET or POST"}, status=405)
         try:
@@ -143,16 +143,16 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
             copies = max(1, min(int(request.GET.get("duplicates", "1")), 20))
         except ValueError:
             copies = 1
-        try:
-            delivered = simulator.send_pay_notify_copies(out_trade_no, copies)
-        except (
-            OSError,
-            ValueError,
-            threading.BrokenBarrierError,
-        ) as exc:  # our notify URL did not answer, or is not ours
-            return JsonResponse({"notified": False, "error": f"notify not delivered: {exc}"}, status=502)
-        answers = [{"status": status, "body": body} for status, body in delivered]
-        return JsonResponse({"notified": True, "answer": answers[-1], "answers": answers})
+        simulator.send_pay_notify_later(out_trade_no, copies)
+        notifies = reverse("sandbox-cashier-notifies", args=[out_trade_no])
+        return JsonResponse({"paid": True, "copies": copies, "notifies": notifies}, status=202)
+
+    def cashier_notifies(request: HttpRequest, out_trade_no: str) -> HttpResponse:
+        simulator = wechatpay()
+        order = simulator.order(out_trade_no)
+        if order is None:
+            return JsonResponse({"error": "no such order at the sandbox"}, status=404)
+        return JsonResponse({"state": order["state"], "deliveries": simulator.deliveries(out_trade_no)})
 
     @csrf_exempt
     def cashier_close(request: HttpRequest, out_trade_no: str) -> HttpResponse:
@@ -179,6 +179,7 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
         path("", index, name="sandbox-index"),
         path("pay/<str:out_trade_no>", cashier, name="sandbox-cashier"),
         path("pay/<str:out_trade_no>/close", cashier_close, name="sandbox-cashier-close"),
+        path("pay/<str:out_trade_no>/notifies", cashier_notifies, name="sandbox-cashier-notifies"),
         path("refund/<str:out_refund_no>", refund_complete, name="sandbox-refund"),
         path("wechat/user-data", user_data, name="sandbox-user-data"),
         path("faults", faults, name="sandbox-faults"),

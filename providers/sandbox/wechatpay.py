@@ -589,16 +589,41 @@ class WechatPaySimulator:
 
     def send_pay_notify_copies(self, out_trade_no: str, copies: int) -> list[tuple[int, str]]:
         """One pay notify sent `copies` times at once, as WeChat Pay's deliveries over different links
-        can arrive together; our endpoint's answers. A copy that cannot be delivered raises."""
+        can arrive together; our endpoint's answers, each also recorded (`deliveries`). A copy that
+        cannot be delivered is recorded as status 0 with the reason."""
         url, headers, body = self.pay_notify(out_trade_no)
         together = threading.Barrier(copies)
 
         def send(_: int) -> tuple[int, str]:
-            together.wait(timeout=10)
-            return self.deliver(url, headers, body)
+            try:
+                together.wait(timeout=10)
+                answer = self.deliver(url, headers, body)
+            except (OSError, ValueError, threading.BrokenBarrierError) as exc:  # our notify URL did not answer
+                answer = (0, f"not delivered: {exc}")
+            self._record_delivery(out_trade_no, answer)
+            return answer
 
         with ThreadPoolExecutor(max_workers=copies) as pool:
             return list(pool.map(send, range(copies)))
+
+    def send_pay_notify_later(self, out_trade_no: str, copies: int = 1) -> None:
+        """Sends the pay notify from a thread of its own, as WeChat Pay sends it: after the payment, not
+        inside the request that paid (which would hold a worker of the server being notified)."""
+        threading.Thread(target=self.send_pay_notify_copies, args=(out_trade_no, copies), daemon=True).start()
+
+    def deliveries(self, out_trade_no: str) -> list[dict[str, Any]]:
+        """What our notify endpoint answered to each pay notify of the order so far."""
+        value = self.store.get(self._deliveries_key(out_trade_no))
+        return list(value) if isinstance(value, list) else []
+
+    def _deliveries_key(self, out_trade_no: str) -> str:
+        return f"sbx:wxp:delivered:{self.m.mchid}:{out_trade_no}"
+
+    def _record_delivery(self, out_trade_no: str, answer: tuple[int, str]) -> None:
+        with self._locked(f"delivered:{out_trade_no}"):
+            delivered = self.deliveries(out_trade_no)
+            delivered.append({"status": answer[0], "body": answer[1]})
+            self.store.set(self._deliveries_key(out_trade_no), delivered, ORDER_TTL)
 
     def send_refund_notify(self, out_refund_no: str) -> tuple[int, str]:
         url, headers, body = self.refund_notify(out_refund_no)
