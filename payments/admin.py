@@ -6,6 +6,9 @@ from core.errors import AppError
 from payments import services
 from payments.models import Order, PaymentEvent, Product, Refund
 
+# The index counts the orders that need a human, linking to them.
+admin.site.index_template = "admin/payments_index.html"
+
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
@@ -32,15 +35,26 @@ class EventInline(admin.TabularInline):
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ("out_trade_no", "user", "product", "amount", "status", "api_version", "trade_type", "created_at")
-    list_filter = ("status", "provider", "api_version", "trade_type")
+    list_display = (
+        "out_trade_no",
+        "user",
+        "product",
+        "amount",
+        "status",
+        "needs_attention",
+        "api_version",
+        "trade_type",
+        "created_at",
+    )
+    list_filter = ("needs_attention", "status", "provider", "api_version", "trade_type")
     search_fields = ("out_trade_no", "transaction_id", "user__username", "payer_openid")
     date_hierarchy = "created_at"
     raw_id_fields = ("user", "product")
-    # Money and state change only through services (notifies, sync, refunds), never by hand.
+    # Money and state change only through services (notifies, sync, refunds), never by hand (a form's
+    # save would write every column over a concurrent notify); the "settled" action clears the flag.
     readonly_fields = [f.name for f in Order._meta.fields]
     inlines = [RefundInline, EventInline]
-    actions = ["sync", "close", "refund_in_full"]
+    actions = ["sync", "close", "refund_in_full", "settled"]
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Order], action, verb: str) -> None:  # type: ignore[no-untyped-def]
         done = 0
@@ -74,6 +88,11 @@ class OrderAdmin(admin.ModelAdmin):
             ),
             "Refund requested for",
         )
+
+    @admin.action(description="Mark as settled (clear the attention flag)", permissions=["change"])
+    def settled(self, request: HttpRequest, queryset: QuerySet[Order]) -> None:
+        cleared = queryset.filter(needs_attention=True).update(needs_attention=False)
+        self.message_user(request, f"Cleared the attention flag of {cleared} orders.")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -65,6 +65,10 @@ class Order(models.Model):
     paid_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField()
+    # Money moved that does not fit the order (another amount or merchant, a payment of an order that was
+    # not payable): a human must look. Reconciliation leaves such an order alone.
+    needs_attention = models.BooleanField(default=False, db_default=False)
+    attention_reason = models.CharField(max_length=200, blank=True, db_default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -126,6 +130,7 @@ class PaymentEvent(models.Model):
         APPLIED = "APPLIED"
         NO_CHANGE = "NO_CHANGE"
         CONFLICT = "CONFLICT"
+        MISMATCH = "MISMATCH"  # names our order with other facts (amount, merchant): recorded, not applied
 
     provider = models.CharField(max_length=16, choices=Order.Provider.choices)
     event_key = models.CharField(max_length=160)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
+import json
 import logging
 import secrets
 from collections.abc import Callable
@@ -21,6 +23,7 @@ from config import providers
 from core.errors import AppError, ErrorCode
 from payments.models import Order, PaymentEvent, Product, Refund
 from payments.selectors import order_for
+from providers.compare import constant_time_equal
 from providers.http import ProviderError, ProviderUnavailable
 from providers.wechatpay.types import RefundState, Trade
 
@@ -167,6 +170,10 @@ def create_wechatpay_order(
 class _Duplicate(Exception):
     """The event is stored already; leaving the transaction with this rolls back what came with it."""
 
+    def __init__(self, key: str, outcome: Outcome) -> None:
+        super().__init__(key)
+        self.outcome = outcome
+
 
 def _store_event(order: Order, *, key: str, source: str, kind: str, payload: dict[str, Any], outcome: Outcome) -> None:
     """Stores the event once: its unique key answers whether it was seen before (_Duplicate)."""
@@ -181,7 +188,7 @@ def _store_event(order: Order, *, key: str, source: str, kind: str, payload: dic
             outcome=outcome.value,
         )
     except IntegrityError as exc:
-        raise _Duplicate(key) from exc
+        raise _Duplicate(key, outcome) from exc
 
 
 def _jsonable(raw: dict[str, Any]) -> dict[str, Any]:
@@ -214,37 +221,76 @@ def _locked_refund(out_refund_no: str) -> Refund | None:
         return None
 
 
+def _flag(order: Order, reason: str) -> None:
+    """Marks the order for a human (the admin lists and counts such orders); reconciliation leaves it be."""
+    order.needs_attention = True
+    order.attention_reason = reason[: Order._meta.get_field("attention_reason").max_length]
+    order.save(update_fields=["needs_attention", "attention_reason"])
+    transaction.on_commit(lambda: logger.error("order %s needs attention: %s", order.out_trade_no, reason))
+
+
+def _record_mismatch(
+    order: Order, facts: tuple[Any, ...], *, source: str, kind: str, raw: dict[str, Any], reason: str
+) -> Outcome:
+    """A verified result that names our order with other facts: stored once (its facts are its key),
+    the order flagged; nothing of it is applied."""
+    digest = hashlib.sha256(json.dumps([order.pk, *facts], default=str).encode()).hexdigest()
+    _store_event(
+        order,
+        key=f"wechatpay:mismatch:{digest}",
+        source=source,
+        kind=kind,
+        payload=_jsonable(raw),
+        outcome=Outcome.MISMATCH,
+    )
+    _flag(order, f"{kind} ({source}) does not match: {reason}")
+    return Outcome.MISMATCH
+
+
+def _trade_mismatch(trade: Trade, order: Order) -> str:
+    """How a verified trade differs from the order it names ("" when it fits)."""
+    config = providers.wechatpay_config()
+    if not constant_time_equal(trade.mchid, config.mchid) or not constant_time_equal(trade.appid, config.appid):
+        return f"it names merchant {trade.mchid[:32]!r} and app {trade.appid[:32]!r}, not ours"
+    if trade.state not in ("SUCCESS", "REFUND"):
+        return ""
+    if trade.amount != order.amount:
+        return f"{trade.amount} fen paid for an order of {order.amount}"
+    if not trade.transaction_id or not _fits(Order, trade, PAID_FIELDS):
+        return "its transaction id or openid is missing or longer than WeChat Pay's"
+    return ""
+
+
 def apply_trade(trade: Trade, *, source: str) -> Outcome:
     """Applies a verified trade state (notify, sync or reconciliation) exactly once, under the
     order's row lock. Duplicates change nothing: a payment already applied is seen on the order,
-    anything else by its event's unique key."""
+    anything else by its event's unique key. A trade that names our order but does not fit it is
+    recorded and the order flagged for a human, not applied."""
     return _once(_apply_trade, trade, source)
 
 
 def _once(apply: Callable[[Any, str], Outcome], result: Any, source: str) -> Outcome:
-    """`apply` in one transaction; a duplicate event rolls all of it back and changes nothing."""
+    """`apply` in one transaction; a duplicate event rolls all of it back and changes nothing (a
+    duplicate mismatch is still answered as one)."""
     try:
         with transaction.atomic():
             return apply(result, source)
-    except _Duplicate:
-        return Outcome.NO_CHANGE
+    except _Duplicate as duplicate:
+        return Outcome.MISMATCH if duplicate.outcome == Outcome.MISMATCH else Outcome.NO_CHANGE
 
 
 def _apply_trade(trade: Trade, source: str) -> Outcome:
     order = _locked_order(trade.out_trade_no)
     if order is None:
-        logger.warning("wechatpay %s for unknown order %s", source, trade.out_trade_no)
+        logger.warning("wechatpay %s for unknown order %s", source, trade.out_trade_no[:32])
         return Outcome.UNKNOWN_ORDER
+    mismatch = _trade_mismatch(trade, order)
+    if mismatch:
+        facts = (trade.state, trade.amount, trade.transaction_id, trade.appid, trade.mchid)
+        return _record_mismatch(
+            order, facts, source=source, kind=f"TRANSACTION.{trade.state}", raw=trade.raw, reason=mismatch
+        )
     if trade.state in ("SUCCESS", "REFUND"):
-        if trade.amount != order.amount or not trade.transaction_id or not _fits(Order, trade, PAID_FIELDS):
-            logger.warning(
-                "wechatpay %s for %s refused: amount %s != %s, or ids not what WeChat Pay sends",
-                source,
-                order.out_trade_no,
-                trade.amount,
-                order.amount,
-            )
-            return Outcome.MISMATCH
         if order.status != Order.Status.PENDING and order.transaction_id == trade.transaction_id:
             return Outcome.NO_CHANGE
         key, kind = f"wechatpay:paid:{trade.transaction_id}", "TRANSACTION.SUCCESS"
@@ -255,7 +301,6 @@ def _apply_trade(trade: Trade, source: str) -> Outcome:
             order.payer_openid = trade.payer_openid or order.payer_openid
             fields, outcome = ["status", "transaction_id", "paid_at", "payer_openid"], Outcome.APPLIED
         else:
-            # Money arrived for an order we consider closed (or a second payment): a human must refund it.
             fields, outcome = [], Outcome.CONFLICT
     elif trade.state in ("CLOSED", "REVOKED"):
         # PAYERROR is not here: the prepay can still be paid (another card), so the order stays open.
@@ -270,17 +315,12 @@ def _apply_trade(trade: Trade, source: str) -> Outcome:
     _store_event(order, key=key, source=source, kind=kind, payload=_jsonable(trade.raw), outcome=outcome)
     if fields:
         order.save(update_fields=fields)
-    transaction.on_commit(lambda: _log_applied(order, outcome, source))
-    return outcome
-
-
-def _log_applied(order: Order, outcome: Outcome, source: str) -> None:
     if outcome == Outcome.CONFLICT:
-        logger.error(
-            "order %s is %s but WeChat Pay reports a payment (%s): refund it", order.out_trade_no, order.status, source
-        )
+        # Money arrived for an order we consider closed, or a second payment: staff refund it.
+        _flag(order, f"a payment ({trade.transaction_id}) arrived for an order that is {order.status}")
     else:
-        logger.info("order %s is %s (%s)", order.out_trade_no, order.status, source)
+        transaction.on_commit(lambda: logger.info("order %s is %s (%s)", order.out_trade_no, order.status, source))
+    return outcome
 
 
 def apply_refund(state: RefundState, *, source: str) -> Outcome:
@@ -292,20 +332,23 @@ def _apply_refund(state: RefundState, source: str) -> Outcome:
     order = _locked_order(state.out_trade_no)
     refund = _locked_refund(state.out_refund_no) if order else None
     if order is None or refund is None or refund.order_id != order.pk:
-        logger.warning("wechatpay refund %s for unknown refund %s", source, state.out_refund_no)
+        logger.warning("wechatpay refund %s for unknown refund %s", source, state.out_refund_no[:64])
         return Outcome.UNKNOWN_ORDER
     if (state.amount is not None and state.amount != refund.amount) or not _fits(Refund, state, REFUND_FIELDS):
-        logger.warning("wechatpay refund %s for %s refused: amount mismatch", source, refund.out_refund_no)
-        return Outcome.MISMATCH
+        facts = (refund.pk, state.status, state.amount, state.refund_id)
+        reason = f"refund {refund.out_refund_no} of {refund.amount} fen reported as {state.amount}"
+        return _record_mismatch(
+            order, facts, source=source, kind=f"REFUND.{state.status}", raw=state.raw, reason=reason
+        )
     if state.status not in ("SUCCESS", "CLOSED", "ABNORMAL") or refund.status == state.status:
         return Outcome.NO_CHANGE
     if refund.status == Refund.Status.SUCCESS:
         return Outcome.NO_CHANGE  # money that went out stays recorded
     if state.status == "SUCCESS" and refund.status == Refund.Status.CLOSED:
         # We had given up on it, but the money did go out: record it, and let a human look.
-        logger.error("refund %s was CLOSED here but WeChat Pay reports SUCCESS", refund.out_refund_no)
+        _flag(order, f"refund {refund.out_refund_no} was closed here but WeChat Pay reports it paid out")
     if state.status == "SUCCESS" and order.refunded_amount + refund.amount > order.amount:
-        logger.error("refund %s would exceed order %s: not applied", refund.out_refund_no, order.out_trade_no)
+        _flag(order, f"refund {refund.out_refund_no} would return more than was paid: not applied")
         return Outcome.CONFLICT
     _store_event(
         order,
@@ -323,7 +366,8 @@ def _apply_refund(state: RefundState, source: str) -> Outcome:
         fields.append("succeeded_at")
         order.refunded_amount += refund.amount
         order_fields = ["refunded_amount"]
-        if order.refunded_amount == order.amount:
+        # A closed order a payment arrived for stays closed while that money goes back.
+        if order.refunded_amount == order.amount and order.status == Order.Status.PAID:
             transition(order, Order.Status.REFUNDED)
             order_fields.append("status")
         order.save(update_fields=order_fields)
@@ -335,12 +379,8 @@ def _apply_refund(state: RefundState, source: str) -> Outcome:
 
 
 def _query(order: Order) -> Trade:
-    """The provider's view of the order, refused if it names another merchant or app."""
-    client = providers.wechatpay(order.api_version)
-    trade = client.query(order.out_trade_no)
-    if trade.mchid != client.config.mchid or trade.appid != client.config.appid:
-        raise ProviderUnavailable("wechatpay", "query answer names another merchant")
-    return trade
+    """The provider's view of the order (apply_trade checks that it names our merchant and app)."""
+    return providers.wechatpay(order.api_version).query(order.out_trade_no)
 
 
 def sync_order(*, user: User, out_trade_no: str) -> Order:
@@ -416,6 +456,16 @@ def _request_refund(refund: Refund, order: Order) -> RefundState:
     )
 
 
+def _refundable(order: Order) -> bool:
+    """A paid order, or one a payment arrived for after it was closed (flagged): its money goes back."""
+    if order.status == Order.Status.PAID:
+        return True
+    return (
+        order.needs_attention
+        and order.events.filter(outcome=PaymentEvent.Outcome.CONFLICT, kind="TRANSACTION.SUCCESS").exists()
+    )
+
+
 def refund_order(*, staff: User, out_trade_no: str, amount: int, reason: str) -> Refund:
     reason = (reason or "").strip()
     if len(reason) > 80:
@@ -424,7 +474,7 @@ def refund_order(*, staff: User, out_trade_no: str, amount: int, reason: str) ->
         order = Order.objects.select_for_update().filter(out_trade_no=out_trade_no).first()
         if order is None:
             raise AppError(ErrorCode.NOT_FOUND, "No such order.")
-        if order.status != Order.Status.PAID:
+        if not _refundable(order):
             raise AppError(ErrorCode.CONFLICT, f"Only a paid order can be refunded; this one is {order.status}.")
         if not providers.wechatpay_refunds_ready(order.api_version):
             raise AppError(ErrorCode.BAD_USER_INPUT, "v2 refunds need WECHATPAY_CLIENT_CERT and WECHATPAY_CLIENT_KEY.")
@@ -511,6 +561,8 @@ def reconcile(*, now: dt.datetime | None = None, limit: int = 500, progress: Any
                 provider=Order.Provider.WECHATPAY,
                 status=Order.Status.PENDING,
                 created_at__lt=now - dt.timedelta(seconds=settings.RECONCILE_AFTER),
+                # A human is looking at it: closing it at expiry would overwrite what they need to see.
+                needs_attention=False,
             )
             .order_by("created_at")
             .values_list("pk", flat=True)[:limit]

@@ -86,11 +86,12 @@ AUTOCOMMIT_OR_NOT = [
 def paid_trade(
     order: Order, *, amount: int | None = None, transaction_id: str = "4200000001202611210000000001"
 ) -> Trade:
+    config = providers.wechatpay_config()
     return Trade(
         out_trade_no=order.out_trade_no,
         state="SUCCESS",
-        appid="wx",
-        mchid="1900000109",
+        appid=config.appid,
+        mchid=config.mchid,
         amount=order.amount if amount is None else amount,
         transaction_id=transaction_id,
         payer_openid="o-payer",
@@ -158,17 +159,36 @@ def test_a_payment_that_does_not_fit_the_order_changes_nothing_or_is_flagged(pro
     pending = OrderFactory(user=buyer, product=products["coffee"])
     closed = OrderFactory(user=buyer, product=products["coffee"], status="CLOSED")
 
-    assert services.apply_trade(paid_trade(pending, amount=pending.amount - 1), source="NOTIFY") == (
-        services.Outcome.MISMATCH
-    )
-    assert state(pending) == ("PENDING", None, None, 0, 0)
+    # Another amount: recorded once (a retry is answered the same) and flagged, never applied.
+    for _ in range(2):
+        assert services.apply_trade(paid_trade(pending, amount=pending.amount - 1), source="NOTIFY") == (
+            services.Outcome.MISMATCH
+        )
+    assert state(pending) == ("PENDING", None, None, 0, 1)
+    assert flags(pending) == (True, "TRANSACTION.SUCCESS (NOTIFY) does not match: 1799 fen paid for an order of 1800")
     unknown = Order(out_trade_no="20990101unknown", amount=1800)
     assert services.apply_trade(paid_trade(unknown), source="NOTIFY") == services.Outcome.UNKNOWN_ORDER
-    # Money for a closed order: stored for a human, the order stays closed.
+    # Money for a closed order: stored for a human, the order stays closed and is flagged.
     outcome = services.apply_trade(paid_trade(closed, transaction_id="4200000001202611210000000099"), source="NOTIFY")
     assert outcome == services.Outcome.CONFLICT
     assert Order.objects.get(pk=closed.pk).status == "CLOSED"
-    assert PaymentEvent.objects.get().outcome == "CONFLICT"
+    assert flags(closed)[0] is True and "4200000001202611210000000099" in flags(closed)[1]
+    assert sorted(PaymentEvent.objects.values_list("outcome", flat=True)) == ["CONFLICT", "MISMATCH"]
+
+
+def flags(order: Order) -> tuple[bool, str]:
+    fresh = Order.objects.get(pk=order.pk)
+    return fresh.needs_attention, fresh.attention_reason
+
+
+@pytest.mark.parametrize("autocommit", AUTOCOMMIT_OR_NOT)
+def test_a_payment_naming_another_merchant_or_app_is_recorded_and_flagged(products, buyer, autocommit):
+    for ids in ({"mchid": "1900000999"}, {"appid": "wx0000000000000bad"}):
+        order = OrderFactory(user=buyer, product=products["coffee"])
+        trade = dataclasses.replace(paid_trade(order), **ids)
+        assert services.apply_trade(trade, source="QUERY") == services.Outcome.MISMATCH
+        assert state(order)[:4] == ("PENDING", None, None, 0)
+        assert flags(order)[0] is True and "not ours" in flags(order)[1]
 
 
 @pytest.mark.parametrize("autocommit", AUTOCOMMIT_OR_NOT)
@@ -180,7 +200,8 @@ def test_over_long_ids_in_a_verified_payment_are_a_mismatch_on_every_database(pr
     if field == "payer_openid":
         trade = dataclasses.replace(trade, payer_openid="o" * 200)
     assert services.apply_trade(trade, source="NOTIFY") == services.Outcome.MISMATCH
-    assert state(order) == ("PENDING", None, None, 0, 0)
+    assert state(order) == ("PENDING", None, None, 0, 1)  # recorded as a mismatch, nothing applied
+    assert flags(order)[0] is True
 
 
 # --- apply_refund: a refund applied once, under the order's and the refund's row locks -------------
@@ -230,6 +251,9 @@ def test_a_refund_result_that_does_not_fit_changes_nothing(products, buyer, auto
     before = refunds_state(order)
 
     assert services.apply_refund(refund_result(refund, amount=801), source="NOTIFY") == services.Outcome.MISMATCH
+    # Recorded and flagged; the refund itself unchanged.
+    assert PaymentEvent.objects.get().outcome == "MISMATCH" and flags(order)[0] is True
+    PaymentEvent.objects.all().delete()
     unknown = RefundState(out_trade_no=order.out_trade_no, out_refund_no="R20990101unknown", status="SUCCESS")
     assert services.apply_refund(unknown, source="NOTIFY") == services.Outcome.UNKNOWN_ORDER
     # Our refund number under another order's number: not this refund.
@@ -257,7 +281,8 @@ def test_an_over_long_refund_id_is_a_mismatch(products, buyer, autocommit):
     before = refunds_state(order)
     result = dataclasses.replace(refund_result(refund), refund_id="5" * 200)
     assert services.apply_refund(result, source="NOTIFY") == services.Outcome.MISMATCH
-    assert refunds_state(order) == before
+    assert refunds_state(order)[:3] == before[:3] and refunds_state(order)[3] == before[3] + 1
+    assert flags(order)[0] is True
 
 
 # --- create: the provider down ------------------------------------------------------------------
@@ -334,6 +359,41 @@ def test_reconcile_closes_an_expired_order_at_the_provider_first(products, buyer
     # The buyer can no longer pay it.
     with pytest.raises(ValueError, match="closed"):
         wechatpay_sandbox.pay(order.out_trade_no)
+
+
+def test_reconcile_leaves_an_order_needing_attention_alone(products, buyer, wechatpay_sandbox):
+    order = place_order(buyer, "V3")
+    services.apply_trade(paid_trade(order, amount=order.amount + 1), source="NOTIFY")  # flags it
+    report = services.reconcile(now=order.expires_at + dt.timedelta(seconds=1))
+    assert report.checked == 0
+    assert wechatpay_sandbox.order(order.out_trade_no)["state"] == "NOTPAY"  # not closed at the provider
+    assert Order.objects.get(pk=order.pk).status == "PENDING" and flags(order)[0] is True
+
+
+def test_money_for_a_closed_order_is_refundable_by_staff(products, buyer, staff, wechatpay_sandbox):
+    # The buyer paid while we closed the order: the payment is recorded (CONFLICT), the order flagged,
+    # and staff send the money back, the order staying closed.
+    order = place_order(buyer, "V3")
+    wechatpay_sandbox.pay(order.out_trade_no)
+    Order.objects.filter(pk=order.pk).update(status=Order.Status.CLOSED)
+    sandbox_trade = wechatpay_sandbox.order(order.out_trade_no)
+    trade = paid_trade(order, transaction_id=sandbox_trade["transaction_id"])
+    assert services.apply_trade(trade, source="NOTIFY") == services.Outcome.CONFLICT
+
+    refund = services.refund_order(
+        staff=staff, out_trade_no=order.out_trade_no, amount=order.amount, reason="paid late"
+    )
+    assert refund.status == "PROCESSING"
+    wechatpay_sandbox.complete_refund(refund.out_refund_no)
+    refund.refresh_from_db()
+    fresh = Order.objects.get(pk=order.pk)
+    assert refund.status == "SUCCESS" and fresh.refunded_amount == order.amount and fresh.status == "CLOSED"
+    # An ordinary closed order is not refundable.
+    other = place_order(buyer, "V3")
+    Order.objects.filter(pk=other.pk).update(status=Order.Status.CLOSED)
+    with pytest.raises(services.AppError) as refused:
+        services.refund_order(staff=staff, out_trade_no=other.out_trade_no, amount=1, reason="")
+    assert refused.value.code == "CONFLICT"
 
 
 def test_reconcile_leaves_an_unexpired_unpaid_order_pending(products, buyer, wechatpay_sandbox, settings):
