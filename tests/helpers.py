@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -69,3 +70,17 @@ def sandbox_notifies(base_url: str, out_trade_no: str, count: int = 1, timeout: 
             return seen["deliveries"]  # type: ignore[no-any-return]
         assert time.monotonic() < deadline, f"{len(seen['deliveries'])} of {count} notifies sent: {seen}"
         time.sleep(0.1)
+
+
+def fuzz_settings(default_examples: int) -> Any:
+    """The fuzz suite's Hypothesis settings: bounded and the same examples every run (CI), unless
+    FUZZ_EXAMPLES (examples per test) and FUZZ_RANDOM=1 (new ones each run) say otherwise."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=int(os.environ.get("FUZZ_EXAMPLES", default_examples)),
+        deadline=None,
+        database=None,
+        derandomize=not os.environ.get("FUZZ_RANDOM"),
+        suppress_health_check=list(HealthCheck),
+    )

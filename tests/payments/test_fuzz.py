@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import Client
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from payments.models import Order, PaymentEvent, Refund
 from providers.wechatpay import v2
+from tests.helpers import fuzz_settings
 from tests.payments.notify_bodies import V2_PATH, V2_REFUND_PATH, V3_PATH, paid_at_sandbox
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 CONTENT_TYPES = ["text/xml", "application/json", "application/xml", "text/plain", "multipart/form-data", ""]
 
@@ -142,13 +140,7 @@ def test_whatever_arrives_gets_a_documented_answer_and_changes_nothing(
     methods = st.just("POST") | st.sampled_from(METHODS)
 
     @given(method=methods, content_type=st.sampled_from(CONTENT_TYPES), body=_bodies, headers=_headers)
-    @hypothesis_settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=not os.environ.get("FUZZ_RANDOM"),
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzz_settings(200)
     def send(method: str, content_type: str, body: bytes, headers: dict[str, str]) -> None:
         before = _database()
         caplog.clear()

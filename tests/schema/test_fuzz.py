@@ -9,7 +9,6 @@ Bounded for CI (FUZZ_EXAMPLES per operation, 25 by default, the same examples on
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +17,18 @@ import schemathesis
 from django.test import Client
 from graphql import build_schema
 from graphql_jwt.shortcuts import get_token
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
+from hypothesis import given
 
 from accounts.models import RefreshToken, User, WechatIdentity
 from core.errors import ErrorCode
 from payments.models import Order, PaymentEvent, Product, Refund
 from tests.factories import OrderFactory, ProductFactory, StaffFactory
+from tests.helpers import fuzz_settings
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
 SCHEMA = schemathesis.graphql.from_path(SCHEMA_FILE)
 OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]
 CODES = {code.value for code in ErrorCode} - {"INTERNAL"}
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 
 
 def _database() -> list[Any]:
@@ -59,13 +57,7 @@ def test_every_operation_of_the_schema_is_fuzzed():
 @pytest.mark.parametrize("operation", OPERATIONS, ids=lambda operation: operation.label)
 def test_generated_documents_never_break_the_contract(client: Client, tokens, operation):
     @given(case=operation.as_strategy())
-    @hypothesis_settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        database=None,
-        derandomize=not os.environ.get("FUZZ_RANDOM"),
-        suppress_health_check=list(HealthCheck),
-    )
+    @fuzz_settings(25)
     def send(case: Any) -> None:
         body = json.dumps({"query": case.body}, ensure_ascii=True)
         for role, token in tokens.items():
