@@ -92,25 +92,22 @@ def _shape(error: GraphQLError) -> dict[str, Any]:
 
 def _text_problem(value: Any) -> str | None:
     """What is wrong with a string somewhere in `value` (a NUL, which PostgreSQL cannot store, or a lone
-    surrogate, which is no text at all), else None."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "Strings may not contain NUL characters."
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "Strings must be valid Unicode (no unpaired surrogates)."
-        return None
-    if isinstance(value, dict):
-        items: Any = [*value.keys(), *value.values()]
-    elif isinstance(value, list):
-        items = value
-    else:
-        return None
-    for item in items:
-        problem = _text_problem(item)
-        if problem:
-            return problem
+    surrogate, which is no text at all), else None. Iterative: variables may nest as deep as JSON allows."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "Strings may not contain NUL characters."
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "Strings must be valid Unicode (no unpaired surrogates)."
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return None
 
 
