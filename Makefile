@@ -40,7 +40,7 @@ run: install
 	@echo "  Admin:     http://localhost:$(PORT)/admin/   (login admin / admin)"
 	@echo "  Health:    http://localhost:$(PORT)/healthz"
 	@echo ""
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	PORT=$(PORT) $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # tests/start_postgres_redis.py picks PostgreSQL and Redis when reachable (and starts them under CI=true,
 # failing if it cannot); otherwise SQLite and locmem, and pytest lists what it skipped.

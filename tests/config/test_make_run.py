@@ -7,15 +7,17 @@ import signal
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 import pytest
 import requests
 
+from tests.helpers import CREATE_ORDER, LOGIN, create_order_input, sandbox_notifies
 from tests.processes import BASE_DIR, clean_env, free_port
 
 
-def _make_run(tmp_path, *args: str) -> str:
-    """Runs `make run` until /healthz answers; its output."""
+def _make_run(tmp_path, *args: str, while_running: Any = None) -> str:
+    """Runs `make run` until /healthz answers (then `while_running(base_url)`); its output."""
     port = free_port()
     env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", DEV_SECRETS_FILE=str(tmp_path / "s.json"))
     with tempfile.TemporaryFile(mode="w+") as log:
@@ -39,6 +41,8 @@ def _make_run(tmp_path, *args: str) -> str:
                     pass
                 assert time.monotonic() < deadline, "make run did not serve /healthz"
                 time.sleep(0.3)
+            if while_running is not None:
+                while_running(f"http://127.0.0.1:{port}")
         finally:
             os.killpg(make.pid, signal.SIGTERM)
             make.wait(timeout=20)
@@ -55,3 +59,25 @@ def test_make_run_binds_this_machine_unless_told_otherwise(tmp_path, args, addre
     output = _make_run(tmp_path, *args)
     assert f"Starting development server at http://{address}:" in output, output
     assert ("WARNING: serving on" in output) is warned, output
+
+
+def test_make_run_on_another_port_gets_its_notifies(tmp_path):
+    # PORT=18300 make run: the sandbox once sent notifies to :8000 (502 "notify not delivered", order PENDING).
+    def pay(url: str) -> None:
+        def graphql(query: str, variables: dict[str, Any], token: str = "") -> Any:
+            headers = {"Authorization": f"JWT {token}"} if token else {}
+            answer = requests.post(
+                f"{url}/graphql/", json={"query": query, "variables": variables}, headers=headers, timeout=30
+            )
+            assert "errors" not in answer.json(), answer.json()
+            return answer.json()["data"]
+
+        token = graphql(LOGIN, {"code": "port"})["wechatLogin"]["token"]
+        order = graphql(CREATE_ORDER, create_order_input(sku="coffee", version="V2"), token)["createWechatPayOrder"]
+        number = order["order"]["outTradeNo"]
+        assert requests.post(f"{url}/sandbox/pay/{number}", timeout=30).status_code == 202
+        assert [d["status"] for d in sandbox_notifies(url, number)] == [200]
+        status = graphql("query($n: String!) { order(outTradeNo: $n) { status } }", {"n": number}, token)
+        assert status == {"order": {"status": "PAID"}}
+
+    _make_run(tmp_path, while_running=pay)
