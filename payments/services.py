@@ -518,7 +518,8 @@ class ReconcileReport:
     paid: int = 0
     closed: int = 0
     refunds: int = 0
-    failed: list[str] = field(default_factory=list)
+    # (out_trade_no or out_refund_no, why it failed)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _reconcile_order(order: Order, now: dt.datetime, report: ReconcileReport) -> None:
@@ -548,10 +549,25 @@ def _reconcile_refund(refund: Refund, report: ReconcileReport) -> None:
         report.refunds += 1
 
 
-def reconcile(*, now: dt.datetime | None = None, limit: int = 500, progress: Any = None) -> ReconcileReport:
-    """Queries pending orders past RECONCILE_AFTER (closing expired ones at the provider first)
-    and refunds still in flight; one failure never stops the run."""
+def _why(exc: Exception) -> str:
+    if isinstance(exc, AppError):
+        return exc.message
+    if isinstance(exc, ProviderError):
+        return f"WeChat Pay refused: {exc.errcode} {exc.errmsg}"[:200]
+    return f"WeChat Pay unavailable: {exc}"[:200]
+
+
+def reconcile(
+    *,
+    now: dt.datetime | None = None,
+    older_than: dt.timedelta | None = None,
+    limit: int = 500,
+    progress: Any = None,
+) -> ReconcileReport:
+    """Queries pending orders older than `older_than` (RECONCILE_AFTER by default), closing expired ones
+    at the provider first, and refunds still in flight; one failure never stops the run."""
     now = now or timezone.now()
+    cutoff = now - (older_than if older_than is not None else dt.timedelta(seconds=settings.RECONCILE_AFTER))
     report = ReconcileReport()
     with transaction.atomic():
         # skip_locked: rows a notify is applying right now are left to it.
@@ -560,7 +576,7 @@ def reconcile(*, now: dt.datetime | None = None, limit: int = 500, progress: Any
             .filter(
                 provider=Order.Provider.WECHATPAY,
                 status=Order.Status.PENDING,
-                created_at__lt=now - dt.timedelta(seconds=settings.RECONCILE_AFTER),
+                created_at__lt=cutoff,
                 # A human is looking at it: closing it at expiry would overwrite what they need to see.
                 needs_attention=False,
             )
@@ -568,9 +584,7 @@ def reconcile(*, now: dt.datetime | None = None, limit: int = 500, progress: Any
             .values_list("pk", flat=True)[:limit]
         )
     refunds = list(
-        Refund.objects.filter(
-            status__in=IN_FLIGHT_REFUNDS, created_at__lt=now - dt.timedelta(seconds=settings.RECONCILE_AFTER)
-        ).values_list("pk", flat=True)[:limit]
+        Refund.objects.filter(status__in=IN_FLIGHT_REFUNDS, created_at__lt=cutoff).values_list("pk", flat=True)[:limit]
     )
     total = len(candidates) + len(refunds)
     for done, pk in enumerate(candidates, start=1):
@@ -578,16 +592,16 @@ def reconcile(*, now: dt.datetime | None = None, limit: int = 500, progress: Any
         report.checked += 1
         try:
             _reconcile_order(order, now, report)
-        except (ProviderError, ProviderUnavailable, AppError):
-            report.failed.append(order.out_trade_no)
+        except (ProviderError, ProviderUnavailable, AppError) as exc:
+            report.failed.append((order.out_trade_no, _why(exc)))
         if progress:
             progress(done, total)
     for done, pk in enumerate(refunds, start=len(candidates) + 1):
         refund = Refund.objects.select_related("order").get(pk=pk)
         try:
             _reconcile_refund(refund, report)
-        except (ProviderError, ProviderUnavailable):
-            report.failed.append(refund.out_refund_no)
+        except (ProviderError, ProviderUnavailable) as exc:
+            report.failed.append((refund.out_refund_no, _why(exc)))
         if progress:
             progress(done, total)
     return report

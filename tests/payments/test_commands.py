@@ -7,6 +7,7 @@ from io import StringIO
 from django.core.management import call_command
 
 from payments.models import Order, Product
+from tests.factories import OrderFactory
 from tests.payments.notify_bodies import paid_at_sandbox, place_order
 
 
@@ -25,6 +26,32 @@ def test_reconcile_orders_command_prints_progress_and_a_summary(products, buyer,
     empty = StringIO()
     call_command("reconcile_orders", stdout=empty)
     assert "checked 1 orders: 0 paid, 0 closed; 0 refunds completed; 0 failed" in empty.getvalue()
+
+
+def test_reconcile_orders_says_why_each_order_failed(products, buyer, wechatpay_sandbox, settings):
+    settings.RECONCILE_AFTER = 0
+    # Stored here but never placed at the sandbox (e.g. its state was lost): the query is refused.
+    stranded = OrderFactory(user=buyer, product=products["coffee"], provider="WECHATPAY", api_version="V2")
+    out = StringIO()
+    call_command("reconcile_orders", stdout=out)
+    text = out.getvalue()
+    assert f"  failed {stranded.out_trade_no}: WeChat Pay refused: ORDERNOTEXIST" in text, text
+    assert "checked 1 orders: 0 paid, 0 closed; 0 refunds completed; 1 failed" in text, text
+    assert Order.objects.get(pk=stranded.pk).status == "PENDING"
+
+
+def test_reconcile_orders_older_than_overrides_reconcile_after(products, buyer, wechatpay_sandbox, settings):
+    settings.RECONCILE_AFTER = 3600
+    paid = paid_at_sandbox(buyer, "V3")
+    waits = StringIO()
+    call_command("reconcile_orders", stdout=waits)
+    assert "checked 0 orders" in waits.getvalue()
+    assert Order.objects.get(pk=paid.pk).status == "PENDING"
+
+    now = StringIO()
+    call_command("reconcile_orders", "--older-than", "0", stdout=now)
+    assert "checked 1 orders: 1 paid" in now.getvalue(), now.getvalue()
+    assert Order.objects.get(pk=paid.pk).status == "PAID"
 
 
 def test_seed_demo_products_creates_them_once_and_keeps_edited_prices(db):
