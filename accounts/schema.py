@@ -84,6 +84,28 @@ class WechatLogin(graphene.Mutation):
         )
 
 
+class TokenAuth(graphene.Mutation):
+    """Username/password login for staff (the admin's accounts): an access token and a refresh token,
+    as wechatLogin gives. Rate limited per client address and per username."""
+
+    class Arguments:
+        username = graphene.String(required=True)
+        password = graphene.String(required=True)
+
+    token = graphene.String(required=True)
+    refresh_token = graphene.String(required=True)
+    user = graphene.Field(User, required=True)
+
+    @staticmethod
+    def mutate(root: Any, info: GraphQLResolveInfo, username: str, password: str) -> TokenAuth:
+        request = info.context
+        rate = settings.RATELIMIT_STAFF_LOGIN
+        enforce(request, group="tokenAuth:ip", key="ip", rate=rate)
+        enforce(request, group="tokenAuth:username", key=lambda group, req: username.lower()[:150], rate=rate)
+        result = services.staff_login(request=request, username=username, password=password)
+        return TokenAuth(token=result.tokens.token, refresh_token=result.tokens.refresh_token, user=result.user)
+
+
 class RefreshToken(graphene.Mutation):
     """Trades a refresh token for a new access token and a new refresh token (the old one dies)."""
 
@@ -182,6 +204,7 @@ class UpdateProfile(graphene.Mutation):
 
 class Mutation(graphene.ObjectType):
     wechat_login = WechatLogin.Field()
+    token_auth = TokenAuth.Field()
     refresh_token = RefreshToken.Field()
     revoke_token = RevokeToken.Field()
     decrypt_user_info = DecryptUserInfo.Field()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
@@ -204,6 +205,21 @@ def wechat_login(*, code: str) -> LoginResult:
     user.miniprogram_openid, user.miniprogram_unionid = identity.openid, identity.unionid  # type: ignore[attr-defined]
     logger.info("wechat login openid=%s user=%s created=%s", session.openid, user.pk, created)
     return LoginResult(user=user, created=created, tokens=tokens)
+
+
+def staff_login(*, request: Any, username: str, password: str) -> LoginResult:
+    """A username/password login for staff (the admin's accounts), so staff operations work from
+    GraphiQL or a back office. Any other outcome is one answer: no hint which part was wrong."""
+    user = authenticate(request, username=username, password=password)
+    if user is None or not user.is_staff:
+        logger.info("staff login refused for username=%r", username[:150])
+        raise AppError(ErrorCode.UNAUTHENTICATED, "Wrong username or password, or not a staff account.")
+    with transaction.atomic(durable=True):
+        user.last_login = timezone.now()
+        user.save(update_fields=["last_login"])
+        tokens = issue_tokens(user)
+    logger.info("staff login user=%s", user.pk)
+    return LoginResult(user=user, created=False, tokens=tokens)
 
 
 # --- user data ------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Settings, every one from the environment (see .env.example and the README).
 
-With no environment at all this is the embedded default: DEBUG, SQLite, locmem
-cache, eager Celery and the provider sandbox, so `make run` needs nothing.
+With no environment at all this is the embedded default: DEBUG, SQLite (the shared
+cache a table in it), eager Celery and the provider sandbox, so `make run` needs nothing.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "graphene_django",
     "django_ratelimit",
+    "core",
     "accounts",
     "payments",
     "notifications",
@@ -128,7 +129,14 @@ AUTH_USER_MODEL = "accounts.User"
 # --- cache, locks, rate limits -------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="wxb")
-if REDIS_URL:
+# The cache every process shares (sandbox state, locks, login-code claims). Redis when REDIS_URL is set.
+# Without it, a table in the database (`migrate` creates it): the server and management commands
+# (`reconcile_orders` by hand) see the same sandbox orders, and they survive a restart. CACHE_URL
+# names another (django-environ form: locmemcache://, dbcache://table, ...); the suite uses locmem without Redis.
+CACHE_URL = env.str("CACHE_URL", default="")
+if CACHE_URL:
+    CACHES = {"default": {**env.cache_url_config(CACHE_URL), "KEY_PREFIX": CACHE_KEY_PREFIX}}
+elif REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
@@ -142,22 +150,29 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "wxb"}}
+    CACHES = {
+        "default": {"BACKEND": "core.cache.DatabaseCache", "LOCATION": "wxb_cache", "KEY_PREFIX": CACHE_KEY_PREFIX},
+        # Rate-limit counters need no sharing in one runserver process, and a database write per request
+        # would queue every request behind SQLite's one writer.
+        "ratelimit": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ratelimit"},
+    }
 
-RATELIMIT_USE_CACHE = "default"
+RATELIMIT_USE_CACHE = "ratelimit" if "ratelimit" in CACHES else "default"
 RATELIMIT_ENABLE = True
 # Behind a proxy, name the header carrying the client address (e.g. HTTP_X_REAL_IP).
 RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="30/m")
 RATELIMIT_LOGIN_CODE = env.str("RATELIMIT_LOGIN_CODE", default="5/m")
 RATELIMIT_ORDER = env.str("RATELIMIT_ORDER", default="60/m")
+# tokenAuth (staff passwords), per client address and per username.
+RATELIMIT_STAFF_LOGIN = env.str("RATELIMIT_STAFF_LOGIN", default="5/m")
 
 SILENCED_SYSTEM_CHECKS = [
     # HSTS preload is a commitment to browser lists; opt in with SECURE_HSTS_PRELOAD=1.
     "security.W021",
 ]
 if not REDIS_URL:
-    # The embedded default is one process (runserver), where locmem counts correctly.
+    # Without Redis this is one runserver process (or the suite), where locmem counts correctly.
     SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # --- Celery -------------------------------------------------------------------

@@ -20,6 +20,11 @@ CI = os.environ.get("CI", "").lower() == "true"
 def pytest_sessionstart(session: pytest.Session) -> None:
     if CI and (not settings.REDIS_URL or settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql"):
         pytest.exit("CI=true needs DATABASE_URL (PostgreSQL) and REDIS_URL (Redis); run `make test`.", returncode=1)
+    if settings.CACHES["default"]["BACKEND"].endswith("DatabaseCache"):
+        # Cache reads would be counted as the flows' SQL (pinned), and tests without the database could not clear it.
+        pytest.exit(
+            "The suite runs on Redis (REDIS_URL) or locmem (CACHE_URL=locmemcache://); run `make test`.", returncode=1
+        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -18,7 +18,18 @@ import requests
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Variables the settings read (or that would point a subprocess elsewhere); none may leak in.
-_SCRUB_PREFIXES = ("DJANGO_", "WECHAT", "ALIPAY", "GRAPHQL_", "JWT_", "SECURE_", "RATELIMIT_", "CELERY_", "DB_")
+_SCRUB_PREFIXES = (
+    "DJANGO_",
+    "WECHAT",
+    "ALIPAY",
+    "GRAPHQL_",
+    "JWT_",
+    "SECURE_",
+    "RATELIMIT_",
+    "CELERY_",
+    "DB_",
+    "CACHE_",
+)
 _SCRUB_NAMES = {
     "DEBUG",
     "SECRET_KEY",
@@ -27,6 +38,9 @@ _SCRUB_NAMES = {
     "CSRF_TRUSTED_ORIGINS",
     "DATABASE_URL",
     "REDIS_URL",
+    "PORT",
+    "HOST",
+    "TEST_SQLITE",
     "GRAPHIQL",
     "PUBLIC_BASE_URL",
     "CORS_ALLOWED_ORIGINS",

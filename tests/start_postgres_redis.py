@@ -1,8 +1,14 @@
-"""Chooses the test backends and prints `export` lines for the shell (see `make test`).
+"""Chooses the test backends and prints shell lines for `make test` to eval.
 
-CI=true: PostgreSQL and Redis are required; they are started if down, and a failure
-to reach them ends the run. Otherwise they are used when reachable, and the suite
-falls back to SQLite and locmem (skipping, by name, what needs the real ones).
+- CI=true: PostgreSQL and Redis are required; they are started if down, and a failure to reach
+  them ends the run.
+- Otherwise they are used when reachable, and an unreachable one falls back for real (its variable
+  is unset): SQLite and locmem, and pytest skips, by name, what needs the real ones.
+- DATABASE_URL=sqlite:///...: that file (its test copy, test-<name>); PostgreSQL is never contacted.
+- TEST_SQLITE=1: SQLite and locmem even while PostgreSQL and Redis run; neither is contacted.
+
+Only what the README names is written: PostgreSQL's `test_wxbackend_test` (created and dropped by each run;
+`wxbackend_test` is created empty to connect through) and Redis db 15 under the `wxbtest` key prefix.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wxbackend"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/wxbackend_test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+TEST_CACHE_KEY_PREFIX = "wxbtest"
 
 
 def say(message: str) -> None:
@@ -46,6 +53,7 @@ def postgres_ok(url: str) -> bool:
         with conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
             if cur.fetchone() is None:
+                # Django's test runner connects through it to create test_<name>.
                 cur.execute(f'CREATE DATABASE "{name}"')
                 say(f"created database {name}")
     finally:
@@ -84,36 +92,58 @@ def wait(check, url: str, seconds: float = 15.0) -> bool:  # type: ignore[no-unt
     return False
 
 
-def main() -> int:
-    ci = os.environ.get("CI", "").lower() == "true"
-    db_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    exports = {}
+def choose(environ: dict[str, str]) -> tuple[list[str], int]:
+    """(the shell lines, the exit status)."""
+    ci = environ.get("CI", "").lower() == "true"
+    forced = environ.get("TEST_SQLITE", "") not in ("", "0")
+    db_url = environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    redis_url = environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    lines = []
 
-    if postgres_ok(db_url) or (ci and (start_postgres() or wait(postgres_ok, db_url))):
-        exports["DATABASE_URL"] = db_url
-        say(f"PostgreSQL: {urlsplit(db_url).hostname}:{urlsplit(db_url).port or 5432}")
+    if forced and ci:
+        say("CI=true runs on PostgreSQL and Redis; TEST_SQLITE=1 cannot be used with it.")
+        return [], 1
+
+    if forced:
+        say("TEST_SQLITE=1: SQLite, whatever runs; PostgreSQL-only tests will be skipped.")
+        lines.append("unset DATABASE_URL")
+    elif urlsplit(db_url).scheme == "sqlite":
+        say(f"SQLite: {db_url}")
+        lines.append(f"export DATABASE_URL={shlex.quote(db_url)}")
+    elif postgres_ok(db_url) or (ci and (start_postgres() or wait(postgres_ok, db_url))):
+        lines.append(f"export DATABASE_URL={shlex.quote(db_url)}")
+        say(f"PostgreSQL: {urlsplit(db_url).hostname}:{urlsplit(db_url).port or 5432}/{urlsplit(db_url).path[1:]}")
     elif ci:
         say(f"CI=true but PostgreSQL is unreachable at {db_url}; failing.")
-        return 1
+        return [], 1
     else:
         say("PostgreSQL unreachable: using SQLite; PostgreSQL-only tests will be skipped.")
+        lines.append("unset DATABASE_URL")
 
-    if redis_ok(redis_url) or (ci and (start_redis() or wait(redis_ok, redis_url))):
-        exports["REDIS_URL"] = redis_url
-        say(f"Redis: {urlsplit(redis_url).hostname}:{urlsplit(redis_url).port or 6379}")
+    if forced:
+        say("TEST_SQLITE=1: locmem, whatever runs; Redis-only tests will be skipped.")
+        lines += ["unset REDIS_URL", "export CACHE_URL=locmemcache://"]
+    elif redis_ok(redis_url) or (ci and (start_redis() or wait(redis_ok, redis_url))):
+        lines += [f"export REDIS_URL={shlex.quote(redis_url)}", "unset CACHE_URL"]
+        say(f"Redis: {redis_url}, keys under {TEST_CACHE_KEY_PREFIX}:")
     elif ci:
         say(f"CI=true but Redis is unreachable at {redis_url}; failing.")
-        return 1
+        return [], 1
     else:
         say("Redis unreachable: using locmem; Redis-only tests will be skipped.")
+        lines += ["unset REDIS_URL", "export CACHE_URL=locmemcache://"]
 
-    for name, value in exports.items():
-        print(f"export {name}={shlex.quote(value)}")
-    print("export READ_DOT_ENV=0")
-    # Tests clear their cache keys; a separate prefix keeps a dev server's keys on the same Redis.
-    print("export CACHE_KEY_PREFIX=wxbtest")
-    return 0
+    lines.append("export READ_DOT_ENV=0")
+    # Tests clear their cache keys: only this prefix's, never a whole database.
+    lines.append(f"export CACHE_KEY_PREFIX={TEST_CACHE_KEY_PREFIX}")
+    return lines, 0
+
+
+def main() -> int:
+    lines, status = choose(dict(os.environ))
+    for line in lines:
+        print(line)
+    return status
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from graphql_jwt.utils import jwt_encode
 from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token
 from config import providers
 from providers.wechat.crypto import encrypt_user_data, pkcs7_pad
+from tests.factories import StaffFactory, UserFactory
 from tests.helpers import LOGIN, REFRESH, error_code
 
 ME = "{ me { id openid unionid nickname phoneNumber } }"
@@ -577,3 +578,59 @@ def test_session_key_is_never_logged(gql, wechat_sandbox, every_log, settings):
         assert key not in caplog.text
         assert key not in records
         assert key not in stream.getvalue()
+
+
+# --- tokenAuth (staff) --------------------------------------------------------------------------
+
+TOKEN_AUTH = (
+    "mutation T($u: String!, $p: String!) { tokenAuth(username: $u, password: $p) { token refreshToken user { id } } }"
+)
+STAFF_ORDERS = "{ orders(first: 1) { edges { node { outTradeNo } } } }"
+
+
+def test_token_auth_gives_staff_a_token_pair_that_staff_operations_accept(gql):
+    staff = StaffFactory(username="ops", password="correct horse")
+    result = gql(TOKEN_AUTH, {"u": "ops", "p": "correct horse"})
+    assert "errors" not in result, result
+    pair = result["data"]["tokenAuth"]
+    assert jwt.decode(pair["token"], options={"verify_signature": False})["username"] == "ops"
+    assert RefreshToken.objects.filter(user=staff, token=hash_refresh_token(pair["refreshToken"])).exists()
+    staff.refresh_from_db()
+    assert staff.last_login is not None
+    gql.token = pair["token"]
+    assert "errors" not in gql(STAFF_ORDERS)
+    # A staff-only mutation passes the permission check (and fails on the unknown order instead).
+    refused = gql('mutation { refundOrder(outTradeNo: "nope", amount: 1) { status } }')
+    assert error_code(refused) == "NOT_FOUND", refused
+    # The refresh token rotates like a mini-program user's.
+    rotated = gql(REFRESH, {"t": pair["refreshToken"]})
+    assert "errors" not in rotated, rotated
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("ops", "wrong"), ("nobody", "correct horse"), ("buyer", "correct horse"), ("retired", "correct horse")],
+    ids=["wrong-password", "unknown-user", "not-staff", "inactive-staff"],
+)
+def test_token_auth_refuses_everything_else_with_one_answer(gql, username, password):
+    StaffFactory(username="ops", password="correct horse")
+    UserFactory(username="buyer", password="correct horse")
+    StaffFactory(username="retired", password="correct horse", is_active=False)
+    before = RefreshToken.objects.count()
+    result = gql(TOKEN_AUTH, {"u": username, "p": password})
+    assert result["data"] == {"tokenAuth": None}
+    assert error_code(result) == "UNAUTHENTICATED"
+    assert result["errors"][0]["message"] == "Wrong username or password, or not a staff account."
+    assert RefreshToken.objects.count() == before
+
+
+def test_token_auth_is_rate_limited_per_username_and_per_address(gql, settings):
+    settings.RATELIMIT_STAFF_LOGIN = "3/m"
+    StaffFactory(username="ops", password="correct horse")
+    for _ in range(3):
+        assert error_code(gql(TOKEN_AUTH, {"u": "ops", "p": "guess"})) == "UNAUTHENTICATED"
+    # The right password no longer helps: the username is locked for the minute, from any address.
+    locked = gql(TOKEN_AUTH, {"u": "OPS", "p": "correct horse"}, REMOTE_ADDR="10.0.0.9")
+    assert error_code(locked) == "RATE_LIMITED", locked
+    # And one address cannot spray other usernames either.
+    assert error_code(gql(TOKEN_AUTH, {"u": "other", "p": "x"})) == "RATE_LIMITED"

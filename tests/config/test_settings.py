@@ -345,6 +345,8 @@ import sys
 import django
 django.setup()
 from django.conf import settings
+from django.core.management import call_command
+call_command("migrate", verbosity=0)  # the sandbox's state is in the database's cache table
 # Never send these codes to the real WeChat.
 assert settings.SANDBOX, "the sandbox is off"
 from config import providers
