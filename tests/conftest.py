@@ -12,6 +12,7 @@ from django.test import Client
 
 from config import providers
 from core.middleware import RequestIdFilter
+from tests import browser
 from tests.helpers import GraphQLClient
 
 CI = os.environ.get("CI", "").lower() == "true"
@@ -30,6 +31,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     on_pg = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     for item in items:
+        # CI installs Chromium (.ci/run): there a missing browser fails the test (tests.browser.chromium).
+        if "browser" in item.keywords and not CI and not browser.available():
+            item.add_marker(pytest.mark.skip(reason=browser.MISSING))
         if "postgres" in item.keywords and not on_pg:
             item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL or start it)"))
         if "redis" in item.keywords and not settings.REDIS_URL:
