@@ -1,10 +1,12 @@
-"""payments' management commands: reconcile_orders (progress and a summary) and seed_demo_products."""
+"""payments' management commands: reconcile_orders (progress, a summary, why each failed), set_product
+and seed_demo_products."""
 
 from __future__ import annotations
 
 from io import StringIO
 
-from django.core.management import call_command
+import pytest
+from django.core.management import CommandError, call_command
 
 from payments.models import Order, Product
 from tests.factories import OrderFactory
@@ -79,3 +81,23 @@ def test_seed_demo_products_creates_them_once_and_keeps_edited_prices(db):
     ]
     assert Product.objects.count() == 3
     assert Product.objects.get(sku="coffee").price == 2000
+
+
+def test_set_product_creates_then_updates_and_refuses_bad_values(db):
+    out = StringIO()
+    call_command("set_product", "coffee", "--title", "A cup of coffee", "--price", "1800", stdout=out)
+    assert out.getvalue() == "created coffee: 'A cup of coffee', 1800 fen (¥18.00)\n"
+    again = StringIO()
+    call_command("set_product", "coffee", "--price", "1805", "--inactive", stdout=again)
+    assert again.getvalue() == "updated coffee: 'A cup of coffee', 1805 fen (¥18.05), inactive\n"
+    assert list(Product.objects.values_list("sku", "title", "price", "active")) == [
+        ("coffee", "A cup of coffee", 1805, False)
+    ]
+
+    with pytest.raises(CommandError, match="tea is new: give --title and --price"):
+        call_command("set_product", "tea", "--price", "500")
+    with pytest.raises(CommandError, match="price: Ensure this value is greater than or equal to 0"):
+        call_command("set_product", "coffee", "--price", "-1")
+    with pytest.raises(CommandError, match="sku: Enter a valid “slug”"):
+        call_command("set_product", "green tea", "--title", "Tea", "--price", "500")
+    assert list(Product.objects.values_list("sku", "price")) == [("coffee", 1805)]
