@@ -62,7 +62,7 @@ def _provider_call(fn: Any, *args: Any, errors: dict[int, tuple[ErrorCode, str]]
         return fn(*args)
     except ProviderUnavailable as exc:
         logger.warning("wechat unavailable: %s", exc.message)
-        raise AppError(ErrorCode.PROVIDER_UNAVAILABLE, "WeChat did not answer in time: try again shortly.") from exc
+        raise AppError(ErrorCode.PROVIDER_UNAVAILABLE, "WeChat is not reachable right now: try again shortly.") from exc
     except ProviderError as exc:
         known = errors.get(exc.errcode) if isinstance(exc.errcode, int) else None
         logger.info("wechat refused: errcode=%s", exc.errcode)

@@ -71,7 +71,7 @@ def new_out_trade_no() -> str:
 def _provider_failure(exc: Exception, *, what: str) -> AppError:
     if isinstance(exc, ProviderUnavailable):
         logger.warning("wechatpay unavailable during %s: %s", what, exc)
-        return AppError(ErrorCode.PROVIDER_UNAVAILABLE, "WeChat Pay did not answer in time: try again shortly.")
+        return AppError(ErrorCode.PROVIDER_UNAVAILABLE, "WeChat Pay is not reachable right now: try again shortly.")
     assert isinstance(exc, ProviderError)
     logger.warning("wechatpay refused %s: %s", what, exc)
     return AppError(ErrorCode.PROVIDER_ERROR, f"WeChat Pay refused the request ({exc.errcode}).")

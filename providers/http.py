@@ -5,8 +5,12 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import logging
+import socket
+import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
@@ -90,13 +94,47 @@ def send(
     """
     try:
         response = session.request(method, url, timeout=config.timeout, allow_redirects=False, **kwargs)
-    except requests.Timeout as exc:
-        raise ProviderUnavailable(provider, "timed out") from exc
     except requests.RequestException as exc:
-        raise ProviderUnavailable(provider, f"connection failed ({type(exc).__name__})") from exc
+        raise ProviderUnavailable(provider, _unreachable(exc, url, config)) from exc
     if response.status_code >= 500:
         raise ProviderUnavailable(provider, f"HTTP {response.status_code}")
     return response
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and what it wraps: requests wraps urllib3's MaxRetryError, whose `reason` wraps the socket's."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        todo += [item for item in linked if isinstance(item, BaseException)]
+
+
+def _unreachable(exc: requests.RequestException, url: str, config: HttpConfig) -> str:
+    """What went wrong, for the log: an operator fixes a DNS failure or a refused port differently from
+    a provider that is slow."""
+    where = urlsplit(url).netloc
+    causes = list(_causes(exc))
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"no connection to {where} within {config.connect_timeout:g} s"
+    if isinstance(exc, requests.Timeout):
+        return f"{where} did not answer within {config.read_timeout:g} s"
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return f"the proxy failed to reach {where} ({type(causes[-1]).__name__})"
+    if any(isinstance(cause, socket.gaierror) for cause in causes):
+        return f"DNS lookup of {urlsplit(url).hostname} failed"
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        return f"connection to {where} refused"
+    if any(isinstance(cause, ssl.SSLError) for cause in causes):
+        return f"TLS with {where} failed"
+    if any(isinstance(cause, ConnectionResetError) for cause in causes):
+        return f"connection to {where} reset"
+    return f"connection to {where} failed ({type(exc).__name__})"
 
 
 def json_body(response: requests.Response, provider: str) -> dict[str, Any]:

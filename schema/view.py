@@ -57,7 +57,7 @@ def _shape(error: GraphQLError) -> dict[str, Any]:
         formatted["message"] = original.message
         code = original.code
     elif isinstance(original, ProviderUnavailable):
-        formatted["message"] = "The provider did not answer in time: try again shortly."
+        formatted["message"] = "The provider is not reachable right now: try again shortly."
         code = ErrorCode.PROVIDER_UNAVAILABLE
         logger.warning("provider unavailable: %s", original)
     elif isinstance(original, ProviderError):

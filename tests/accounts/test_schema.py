@@ -634,3 +634,25 @@ def test_token_auth_is_rate_limited_per_username_and_per_address(gql, settings):
     assert error_code(locked) == "RATE_LIMITED", locked
     # And one address cannot spray other usernames either.
     assert error_code(gql(TOKEN_AUTH, {"u": "other", "p": "x"})) == "RATE_LIMITED"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "logged"),
+    [
+        ("https://api.nowhere.invalid", "DNS lookup of api.nowhere.invalid failed"),
+        ("http://127.0.0.1:9", "connection to 127.0.0.1:9 refused"),
+    ],
+    ids=["dns", "refused"],
+)
+def test_an_unreachable_wechat_is_logged_as_what_it_is(gql, settings, caplog, base_url, logged):
+    settings.SANDBOX = False
+    settings.WECHAT_API_BASE_URL = base_url
+    providers.reset()
+    before = counts()
+    with caplog.at_level(logging.WARNING, logger="accounts.services"):
+        result = gql(LOGIN, {"code": "any"})
+    assert error_code(result) == "PROVIDER_UNAVAILABLE"
+    assert result["errors"][0]["message"] == "WeChat is not reachable right now: try again shortly."
+    assert f"wechat unavailable: {logged}" in caplog.text
+    assert "did not answer" not in caplog.text
+    assert counts() == before

@@ -115,14 +115,33 @@ def test_read_timeout_is_provider_unavailable(server):
     url, _ = server
     config = HttpConfig(connect_timeout=1.0, read_timeout=0.2)
     started = time.monotonic()
-    with pytest.raises(ProviderUnavailable, match="timed out"):
+    with pytest.raises(ProviderUnavailable, match=r"127\.0\.0\.1:\d+ did not answer within 0\.2 s"):
         send(make_session(config), "test", "GET", url + "/slow", config)
     assert time.monotonic() - started < 0.9
 
 
-def test_connection_refused_is_provider_unavailable():
-    with pytest.raises(ProviderUnavailable, match="connection failed"):
+def test_connection_refused_is_provider_unavailable_and_says_so():
+    with pytest.raises(ProviderUnavailable) as refused:
         send(make_session(HttpConfig()), "test", "GET", "http://127.0.0.1:9/", HttpConfig())
+    assert refused.value.message == "connection to 127.0.0.1:9 refused"
+
+
+def test_a_dns_failure_is_provider_unavailable_and_says_so():
+    # .invalid never resolves (RFC 6761), online or not.
+    with pytest.raises(ProviderUnavailable) as unresolved:
+        send(make_session(HttpConfig()), "test", "GET", "https://api.nowhere.invalid/x", HttpConfig())
+    assert unresolved.value.message == "DNS lookup of api.nowhere.invalid failed"
+
+
+def test_a_connect_timeout_says_so(monkeypatch):
+    def stalls(*args: Any, **kwargs: Any) -> Any:
+        raise requests.ConnectTimeout("connect timed out")
+
+    session = make_session(HttpConfig())
+    monkeypatch.setattr(session, "request", stalls)
+    with pytest.raises(ProviderUnavailable) as stalled:
+        send(session, "test", "GET", "https://api.mch.weixin.qq.com/v3/x", HttpConfig(connect_timeout=3))
+    assert stalled.value.message == "no connection to api.mch.weixin.qq.com within 3 s"
 
 
 class _Recorder(BaseAdapter):
