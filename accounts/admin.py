@@ -61,8 +61,12 @@ class RefreshTokenAdmin(admin.ModelAdmin):
     raw_id_fields = ("user",)
     # The stored value is a digest; it is useless to show.
     exclude = ("token",)
-    readonly_fields = ("created", "rotated")
+    # Issued only by logins and refreshes, and revoked only by the action below (which stamps the time).
+    readonly_fields = ("user", "created", "revoked", "rotated")
     actions = ["revoke"]
+
+    def has_add_permission(self, request):  # type: ignore[no-untyped-def]
+        return False
 
     @admin.action(description="Revoke the selected refresh tokens")
     def revoke(self, request, queryset):  # type: ignore[no-untyped-def]

@@ -1,28 +1,70 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from core.errors import AppError
-from payments import services
+from payments import selectors, services
 from payments.models import Order, PaymentEvent, Product, Refund
+from payments.money import yuan
 
 # The index counts the orders that need a human, linking to them.
 admin.site.index_template = "admin/payments_index.html"
 
 
+def _money(fen: int) -> str:
+    return f"{yuan(fen)} ({fen} fen)"
+
+
+class AuditTrail(admin.ModelAdmin):
+    """Rows that record what happened to money: read in the admin, never added, changed or deleted by hand."""
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
-    list_display = ("sku", "title", "price", "active")
+    list_display = ("sku", "title", "price_shown", "active")
     list_filter = ("active",)
     search_fields = ("sku", "title")
+
+    @admin.display(description="price", ordering="price")
+    def price_shown(self, product: Product) -> str:
+        return _money(product.price)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Product | None = None) -> bool:
+        # A product that was ordered stays (orders point at it): make it inactive instead.
+        return obj is None or not obj.orders.exists()
 
 
 class RefundInline(admin.TabularInline):
     model = Refund
     extra = 0
-    fields = ("out_refund_no", "amount", "status", "reason", "created_at", "succeeded_at")
+    fields = ("out_refund_no", "amount_shown", "status", "reason", "created_at", "succeeded_at")
     readonly_fields = fields
     can_delete = False
+
+    @admin.display(description="amount")
+    def amount_shown(self, refund: Refund) -> str:
+        return _money(refund.amount)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class EventInline(admin.TabularInline):
@@ -32,20 +74,41 @@ class EventInline(admin.TabularInline):
     readonly_fields = fields
     can_delete = False
 
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RefundForm(forms.Form):
+    reason = forms.CharField(max_length=80, required=False, help_text="Shown to the payer by WeChat Pay (80 at most).")
+
+    def __init__(self, *args: Any, refundable: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields = {
+            "amount": forms.IntegerField(
+                label="Amount (fen)",
+                min_value=1,
+                max_value=max(refundable, 1),
+                initial=refundable,
+                help_text=f"1 to {refundable} fen; {yuan(refundable)} can be refunded.",
+            ),
+            **self.fields,
+        }
+
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
+    # Fits a 1280 px screen beside the filters: one column for the API version and trade type.
     list_display = (
         "out_trade_no",
         "user",
-        "product",
-        "amount",
+        "product__sku",
+        "amount_shown",
         "status",
         "needs_attention",
-        "api_version",
-        "trade_type",
+        "channel",
         "created_at",
     )
+    list_select_related = ("user", "product")
     list_filter = ("needs_attention", "status", "provider", "api_version", "trade_type")
     search_fields = ("out_trade_no", "transaction_id", "user__username", "payer_openid")
     date_hierarchy = "created_at"
@@ -53,8 +116,65 @@ class OrderAdmin(admin.ModelAdmin):
     # Money and state change only through services (notifies, sync, refunds), never by hand (a form's
     # save would write every column over a concurrent notify); the "settled" action clears the flag.
     readonly_fields = [f.name for f in Order._meta.fields]
+    exclude = ("amount", "refunded_amount")
     inlines = [RefundInline, EventInline]
     actions = ["sync", "close", "refund_in_full", "settled"]
+    change_form_template = "admin/payments/order/change_form.html"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Order | None = None) -> list[str]:
+        return ["amount_shown", "refunded_shown", *(f.name for f in Order._meta.fields if f.name not in self.exclude)]
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_shown(self, order: Order) -> str:
+        return _money(order.amount)
+
+    @admin.display(description="refunded")
+    def refunded_shown(self, order: Order) -> str:
+        return _money(order.refunded_amount)
+
+    @admin.display(description="channel", ordering="api_version")
+    def channel(self, order: Order) -> str:
+        return f"{order.api_version} {order.trade_type}"
+
+    def get_urls(self) -> list[Any]:
+        refund = self.admin_site.admin_view(self.refund_view)
+        return [path("<path:object_id>/refund/", refund, name="payments_order_refund"), *super().get_urls()]
+
+    def refund_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Refunds part or all of one order: the amount is asked for (refund_in_full takes the rest)."""
+        order = get_object_or_404(Order, pk=object_id)
+        if not self.has_change_permission(request, order):
+            raise PermissionDenied
+        refundable = selectors.refundable_amount(order)
+        form = RefundForm(request.POST or None, refundable=refundable)
+        if request.method == "POST" and form.is_valid():
+            try:
+                refund = services.refund_order(
+                    staff=request.user,  # type: ignore[arg-type]
+                    out_trade_no=order.out_trade_no,
+                    amount=form.cleaned_data["amount"],
+                    reason=form.cleaned_data["reason"],
+                )
+            except AppError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    f"Refund {refund.out_refund_no} of {_money(refund.amount)}: {refund.status}.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:payments_order_change", args=[order.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Refund order {order.out_trade_no}",
+            "opts": self.opts,
+            "original": order,
+            "form": form,
+            "amount": _money(order.amount),
+            "refunded": _money(order.refunded_amount),
+            "refundable": refundable,
+        }
+        return TemplateResponse(request, "admin/payments/order/refund.html", context)
 
     def _each(self, request: HttpRequest, queryset: QuerySet[Order], action, verb: str) -> None:  # type: ignore[no-untyped-def]
         done = 0
@@ -97,28 +217,29 @@ class OrderAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
+        return False
+
     def has_change_permission(self, request: HttpRequest, obj: Order | None = None) -> bool:
         # Nothing is editable by hand; "change" is the permission the sync/close/refund actions need.
         return request.user.has_perm("payments.change_order")  # type: ignore[union-attr]
 
 
 @admin.register(Refund)
-class RefundAdmin(admin.ModelAdmin):
-    list_display = ("out_refund_no", "order", "amount", "status", "created_at", "succeeded_at")
+class RefundAdmin(AuditTrail):
+    list_display = ("out_refund_no", "order", "amount_shown", "status", "created_at", "succeeded_at")
+    list_select_related = ("order",)
     list_filter = ("status",)
     search_fields = ("out_refund_no", "order__out_trade_no", "provider_refund_id")
-    readonly_fields = [f.name for f in Refund._meta.fields]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
+    @admin.display(description="amount", ordering="amount")
+    def amount_shown(self, refund: Refund) -> str:
+        return _money(refund.amount)
 
 
 @admin.register(PaymentEvent)
-class PaymentEventAdmin(admin.ModelAdmin):
+class PaymentEventAdmin(AuditTrail):
     list_display = ("event_key", "order", "source", "kind", "outcome", "received_at")
+    list_select_related = ("order",)
     list_filter = ("provider", "source", "outcome", "kind")
     search_fields = ("event_key", "order__out_trade_no")
-    readonly_fields = [f.name for f in PaymentEvent._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False

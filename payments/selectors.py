@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Sum
 
 from core.errors import AppError, ErrorCode
-from payments.models import Order, Product
+from payments.models import Order, Product, Refund
+
+# ABNORMAL refunds can still succeed (the merchant fixes them at WeChat Pay), so they count as in flight.
+IN_FLIGHT_REFUNDS = (Refund.Status.PROCESSING, Refund.Status.ABNORMAL)
 
 
 def active_products() -> QuerySet[Product]:
@@ -35,3 +38,9 @@ def orders_for(*, user: Any, status: str | None = None, provider: str | None = N
     if provider:
         orders = orders.filter(provider=provider)
     return orders
+
+
+def refundable_amount(order: Order) -> int:
+    """Fen of `order` not yet refunded nor in a refund still in flight (lock the order to act on it)."""
+    pending = order.refunds.filter(status__in=IN_FLIGHT_REFUNDS).aggregate(s=Sum("amount"))["s"] or 0
+    return int(order.amount - order.refunded_amount - pending)

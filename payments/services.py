@@ -14,7 +14,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -22,7 +21,7 @@ from accounts.selectors import openid_in
 from config import providers
 from core.errors import AppError, ErrorCode
 from payments.models import Order, PaymentEvent, Product, Refund
-from payments.selectors import order_for
+from payments.selectors import IN_FLIGHT_REFUNDS, order_for, refundable_amount
 from providers.compare import constant_time_equal
 from providers.http import ProviderError, ProviderUnavailable
 from providers.wechatpay.types import RefundState, Trade
@@ -30,7 +29,6 @@ from providers.wechatpay.types import RefundState, Trade
 logger = logging.getLogger(__name__)
 
 MAX_QUANTITY = 99
-IN_FLIGHT_REFUNDS = (Refund.Status.PROCESSING, Refund.Status.ABNORMAL)
 # Answers after which the refund may or may not exist at WeChat Pay: retry with the same out_refund_no.
 RETRYABLE_REFUND_ERRORS = {"SYSTEMERROR", "BIZERR_NEED_RETRY", "FAIL", "SYSTEM_ERROR", "FREQUENCY_LIMITED"}
 NOT_FOUND = {"ORDERNOTEXIST", "ORDER_NOT_EXIST", "REFUNDNOTEXIST", "RESOURCE_NOT_EXISTS"}
@@ -478,9 +476,7 @@ def refund_order(*, staff: User, out_trade_no: str, amount: int, reason: str) ->
             raise AppError(ErrorCode.CONFLICT, f"Only a paid order can be refunded; this one is {order.status}.")
         if not providers.wechatpay_refunds_ready(order.api_version):
             raise AppError(ErrorCode.BAD_USER_INPUT, "v2 refunds need WECHATPAY_CLIENT_CERT and WECHATPAY_CLIENT_KEY.")
-        # ABNORMAL refunds can still succeed (the merchant fixes them), so they count as in flight.
-        pending = order.refunds.filter(status__in=IN_FLIGHT_REFUNDS).aggregate(s=Sum("amount"))["s"] or 0
-        refundable = order.amount - order.refunded_amount - pending
+        refundable = refundable_amount(order)
         if not 1 <= amount <= refundable:
             raise AppError(ErrorCode.BAD_USER_INPUT, f"amount must be 1 to {refundable} fen.")
         # Committed before the provider is called, so the refund notify finds it.

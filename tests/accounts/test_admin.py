@@ -50,7 +50,6 @@ PAGES = {
     "identity history": (_url("wechatidentity_history", _identity), OPENID),
     "refresh token list": (_url("refreshtoken_changelist"), USERNAME),
     "refresh token change": (_url("refreshtoken_change", _token), USERNAME),
-    "refresh token add": (_url("refreshtoken_add"), None),
 }
 
 
@@ -124,3 +123,16 @@ def test_saving_an_identity_in_the_admin_keeps_its_session_key(admin_client, ide
     identity.refresh_from_db()
     assert identity.unionid == "u-edited"  # the form was saved...
     assert identity.session_key == SESSION_KEY  # ...without blanking the key it never showed
+
+
+def test_refresh_tokens_are_issued_by_logins_only_and_revoked_by_the_action(admin_client, identity):
+    assert admin_client.get(reverse("admin:accounts_refreshtoken_add")).status_code == 403
+    token = RefreshToken.objects.get(user=identity.user)
+    page = admin_client.get(reverse("admin:accounts_refreshtoken_change", args=[token.pk])).content.decode()
+    assert 'name="user"' not in page and 'name="revoked_0"' not in page  # shown, not editable
+    response = admin_client.post(
+        reverse("admin:accounts_refreshtoken_changelist"), {"action": "revoke", "_selected_action": [token.pk]}
+    )
+    assert response.status_code == 302
+    token.refresh_from_db()
+    assert token.revoked is not None and token.rotated is False

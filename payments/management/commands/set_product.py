@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from payments.models import Product
+from payments.money import yuan
 
 
 class Command(BaseCommand):
@@ -37,7 +38,6 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("; ".join(f"{field}: {' '.join(m)}" for field, m in exc.message_dict.items())) from exc
         product.save()
-        yuan = f"{product.price // 100}.{product.price % 100:02d}"
         self.stdout.write(
             f"{'created' if created else 'updated'} {product.sku}: {product.title!r}, {product.price} fen "
             f"(¥{yuan}){'' if product.active else ', inactive'}"
