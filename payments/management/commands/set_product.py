@@ -40,5 +40,5 @@ class Command(BaseCommand):
         product.save()
         self.stdout.write(
             f"{'created' if created else 'updated'} {product.sku}: {product.title!r}, {product.price} fen "
-            f"(¥{yuan}){'' if product.active else ', inactive'}"
+            f"({yuan(product.price)}){'' if product.active else ', inactive'}"
         )
