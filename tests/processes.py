@@ -4,6 +4,7 @@ read at import), `manage.py` commands, and a server on a port of its own."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -133,3 +135,38 @@ def running_server(
             server.kill()
             server.wait()
         log.close()
+
+
+def make_run(tmp_path: Path, *args: str, while_running: Any = None) -> str:
+    """Runs `make run` on a port of its own (and a SQLite file in `tmp_path`) until /healthz answers,
+    then `while_running(base_url)`; its output."""
+    port = free_port()
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", DEV_SECRETS_FILE=str(tmp_path / "s.json"))
+    with tempfile.TemporaryFile(mode="w+") as log:
+        make = subprocess.Popen(  # noqa: S603
+            ["make", "--no-print-directory", "run", f"PORT={port}", *args],  # noqa: S607
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # make, and the runserver it starts, stop together
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                assert make.poll() is None, "make run exited"
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert time.monotonic() < deadline, "make run did not serve /healthz"
+                time.sleep(0.3)
+            if while_running is not None:
+                while_running(f"http://127.0.0.1:{port}")
+        finally:
+            os.killpg(make.pid, signal.SIGTERM)
+            make.wait(timeout=20)
+        log.seek(0)
+        return log.read()
