@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import hashlib
 import logging
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
 
 import requests
 from Crypto.PublicKey import RSA
@@ -14,7 +21,7 @@ from providers.http import HttpConfig, make_session
 from providers.sandbox.core import Sandbox
 from providers.sandbox.transport import SandboxTransport
 from providers.sandbox.wechat import SandboxApp, WechatSimulator
-from providers.sandbox.wechatpay import SandboxMerchant, WechatPaySimulator
+from providers.sandbox.wechatpay import SandboxMerchant, WechatPaySimulator, merchant_api_certificate
 from providers.wechat.api import DEFAULT_BASE_URL, WechatAppConfig, WechatClient
 from providers.wechat.token import MemoryTokenStore, RedisTokenStore, TokenStore
 from providers.wechatpay.keys import certificate_serial, pem_text, public_key_pem
@@ -54,6 +61,7 @@ def sandbox() -> Sandbox:
             ),
             box,
             deliver_http,
+            retry_seconds=settings.SANDBOX_NOTIFY_RETRY_SECONDS,
         )
     )
     return box
@@ -93,6 +101,32 @@ def _wechatpay_sandbox_keys() -> tuple[str, str]:
 
 
 @functools.cache
+def _sandbox_cert_folder() -> Path:
+    """This process's folder (mode 0700) for the certificate files the sandbox issues; gone at exit."""
+    folder = Path(tempfile.mkdtemp(prefix="wxb-sandbox-certs-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+@functools.cache
+def _sandbox_client_cert_files(merchant_private_key: str, mchid: str) -> tuple[str, str]:
+    """(apiclient_cert.pem, apiclient_key.pem) paths: the merchant API certificate the sandbox issues
+    for the merchant key, which v2 refunds present as they would to the real /secapi/ host."""
+    certificate = merchant_api_certificate(merchant_private_key, mchid)
+    digest = hashlib.sha256(certificate.pem.encode()).hexdigest()[:16]
+    paths = []
+    for name, text in (("apiclient_cert.pem", certificate.pem), ("apiclient_key.pem", merchant_private_key)):
+        path = _sandbox_cert_folder() / f"{digest}-{name}"
+        # Written whole then renamed: a thread reading it never sees half a file.
+        partial = path.with_suffix(f".{threading.get_ident()}")
+        partial.write_text(text, encoding="ascii")
+        partial.chmod(0o600)
+        os.replace(partial, path)
+        paths.append(str(path))
+    return paths[0], paths[1]
+
+
+@functools.cache
 def wechatpay_config() -> WechatPayConfig:
     private_key = pem_text(settings.WECHATPAY_PRIVATE_KEY)
     platform_keys: dict[str, str] = {}
@@ -101,11 +135,14 @@ def wechatpay_config() -> WechatPayConfig:
     for cert in settings.WECHATPAY_PLATFORM_CERTS:
         pem = pem_text(cert)
         platform_keys[certificate_serial(pem)] = public_key_pem(pem)
+    client_cert, client_key = settings.WECHATPAY_CLIENT_CERT, settings.WECHATPAY_CLIENT_KEY
     if settings.SANDBOX:
         merchant, platform = _wechatpay_sandbox_keys()
         private_key = private_key or merchant
         if settings.WECHATPAY_PUBLIC_KEY_ID:
             platform_keys.setdefault(settings.WECHATPAY_PUBLIC_KEY_ID, public_key_pem(platform))
+        if not client_cert:
+            client_cert, client_key = _sandbox_client_cert_files(private_key, settings.WECHATPAY_MCH_ID)
     return WechatPayConfig(
         appid=settings.WECHATPAY_APPID,
         mchid=settings.WECHATPAY_MCH_ID,
@@ -114,8 +151,8 @@ def wechatpay_config() -> WechatPayConfig:
         private_key_pem=private_key,
         cert_serial_no=settings.WECHATPAY_CERT_SERIAL_NO,
         platform_keys=platform_keys,
-        client_cert=settings.WECHATPAY_CLIENT_CERT or None,
-        client_key=settings.WECHATPAY_CLIENT_KEY or None,
+        client_cert=client_cert or None,
+        client_key=client_key or None,
         base_url=settings.WECHATPAY_BASE_URL,
     )
 
@@ -145,7 +182,7 @@ def wechatpay_ready(version: str) -> bool:
 
 
 def wechatpay_refunds_ready(version: str) -> bool:
-    """v2 refunds travel with the merchant's client certificate (the sandbox does not ask for it)."""
+    """v2 refunds travel with the merchant's client certificate (the sandbox issues one)."""
     if version == "V2" and not settings.SANDBOX:
         return bool(settings.WECHATPAY_CLIENT_CERT and settings.WECHATPAY_CLIENT_KEY)
     return wechatpay_ready(version)

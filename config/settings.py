@@ -268,6 +268,13 @@ WECHATPAY_API_VERSION = env.str("WECHATPAY_API_VERSION", default="V3").upper()
 WECHATPAY_V2_SIGN_TYPE = env.str("WECHATPAY_V2_SIGN_TYPE", default="HMAC-SHA256")
 WECHATPAY_BASE_URL = env.str("WECHATPAY_BASE_URL", default="https://api.mch.weixin.qq.com").rstrip("/")
 SANDBOX_WECHATPAY_PLATFORM_PRIVATE_KEY = env.str("SANDBOX_WECHATPAY_PLATFORM_PRIVATE_KEY", default="")
+# Seconds the sandbox waits before each retry of a notify our endpoint did not accept: WeChat Pay's
+# own schedule (15s, 15s, 30s, 3m, 10m, 20m, 30m, ...) compressed; empty sends each notify once.
+SANDBOX_NOTIFY_RETRY_SECONDS = tuple(
+    env.list("SANDBOX_NOTIFY_RETRY_SECONDS", cast=float, default=[1.0, 2.0, 5.0, 10.0, 30.0])
+)
+if any(not 0 <= pause <= 3600 for pause in SANDBOX_NOTIFY_RETRY_SECONDS):
+    raise ImproperlyConfigured("SANDBOX_NOTIFY_RETRY_SECONDS: each pause must be between 0 and 3600 seconds.")
 # Seconds an unpaid order stays payable; reconciliation closes it after that.
 ORDER_TTL = env.int("ORDER_TTL", default=1800)
 # Pending orders older than this (seconds) are queried by reconciliation.

@@ -53,3 +53,30 @@ def resize(driver: Any, width: int) -> None:
     inner = driver.execute_script("return [window.innerWidth, window.outerWidth]")
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(width + inner[1] - inner[0], max(height, 600) + 100)
+
+
+def graphiql_run(driver: Any, query: str, headers: str = "", timeout: float = 20) -> Any:
+    """Puts `query` (and `headers`, JSON text) into the open GraphiQL page, runs it, and returns the
+    result pane's JSON once it shows; it must hold no errors."""
+    import json
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, timeout)
+    editor = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".graphiql-query-editor .CodeMirror"))
+    driver.execute_script("arguments[0].CodeMirror.setValue(arguments[1])", editor, query)
+    if headers:
+        tab = driver.find_element(By.XPATH, "//button[normalize-space()='Headers']")
+        if tab.get_attribute("aria-selected") != "true":
+            tab.click()
+        visible = ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror"  # the headers, not the variables
+        header_editor = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, visible))
+        driver.execute_script("arguments[0].CodeMirror.setValue(arguments[1])", header_editor, headers)
+    result_pane = "document.querySelector('.result-window .CodeMirror').CodeMirror"
+    driver.execute_script(f"{result_pane}.setValue('')")  # so the same answer twice is still seen arriving
+    driver.find_element(By.CSS_SELECTOR, ".graphiql-execute-button").click()
+    answered: Any = lambda d: d.execute_script(f"return {result_pane}.getValue()")  # noqa: E731
+    result = json.loads(wait.until(answered))
+    assert "errors" not in result, result
+    return result

@@ -107,6 +107,10 @@ class SandboxRequest:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     raw_query: str = ""  # as sent, for signatures over the URL
+    # The client certificate (PEM) the caller presented over TLS; None: none. In-process the transport
+    # hands over requests' `cert`; over plain HTTP there is no TLS, so `cert_visible` is False.
+    client_cert: str | None = None
+    cert_visible: bool = True
 
     def json(self) -> Any:
         try:

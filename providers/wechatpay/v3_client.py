@@ -58,8 +58,18 @@ class WechatPayV3Client:
         self.http = http
 
     # --- plumbing ----------------------------------------------------------
-    def verify(self, headers: Any, body: str) -> bool:
-        """Checks a v3 answer or notify: key by serial, fresh timestamp, signature over the raw body."""
+    def verify(self, headers: Any, body: str, *, notify: bool = False) -> bool:
+        """Checks a v3 answer or notify: signature type, key by serial, fresh timestamp, signature over
+        the raw body.
+
+        `Wechatpay-Signature-Type` names WeChat Pay's algorithm; another one is refused. WeChat Pay
+        sends it on every answer and notify, so an answer without it is refused too. A notify without
+        it is judged by its signature alone: the header is not signed, so requiring it adds no proof,
+        and a refused notify would leave a payment to reconciliation."""
+        signature_type = headers.get("Wechatpay-Signature-Type")
+        if signature_type != v3.SCHEMA and (signature_type is not None or not notify):
+            logger.warning("wechatpay v3: signature type %r refused", str(signature_type)[:40])
+            return False
         serial = headers.get("Wechatpay-Serial", "")
         timestamp = headers.get("Wechatpay-Timestamp", "")
         nonce = headers.get("Wechatpay-Nonce", "")
@@ -71,6 +81,15 @@ class WechatPayV3Client:
         if not v3.timestamp_fresh(timestamp):
             return False
         return v3.verify_signature(key, timestamp, nonce, body, signature)
+
+    def _headers(self, authorization: str) -> dict[str, str]:
+        headers = {"Authorization": authorization, "Accept": "application/json", "Content-Type": "application/json"}
+        # In public-key mode the request names the key: WeChat Pay then signs its answer with it, not
+        # with a platform certificate we may not have.
+        public_key_id = next((key_id for key_id in self.config.platform_keys if key_id.startswith("PUB_KEY_ID_")), "")
+        if public_key_id:
+            headers["Wechatpay-Serial"] = public_key_id
+        return headers
 
     def _request(self, method: str, path: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False) if payload is not None else ""
@@ -89,11 +108,7 @@ class WechatPayV3Client:
             self.config.base_url + path,
             self.http,
             data=body.encode("utf-8") if body else None,
-            headers={
-                "Authorization": authorization,
-                "Accept": "application/json",
-                "Content-Type": "application/json",
-            },
+            headers=self._headers(authorization),
         )
         text = response.content.decode("utf-8", errors="replace")
         if response.status_code == 202:  # accepted but not done, e.g. closing while the user pays
@@ -227,8 +242,8 @@ class WechatPayV3Client:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidNotify("body is not UTF-8") from exc
-        if not self.verify(headers, text):
-            raise InvalidNotify("signature, key serial or timestamp does not verify")
+        if not self.verify(headers, text, notify=True):
+            raise InvalidNotify("signature type, key serial, timestamp or signature does not verify")
         try:
             envelope = json.loads(text)
             resource = envelope["resource"]

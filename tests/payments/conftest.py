@@ -36,7 +36,8 @@ def staff(db: Any) -> User:
 @pytest.fixture
 def wechatpay_sandbox() -> Any:
     """The WeChat Pay simulator, delivering notifies through Django's test client (same thread, same
-    database); refunds complete only when a test completes them."""
+    database, once: a retry would come from a thread of its own); refunds complete only when a test
+    completes them."""
     sandbox = simulator()
     client = Client()
 
@@ -46,4 +47,5 @@ def wechatpay_sandbox() -> Any:
 
     sandbox.deliver = deliver
     sandbox.auto_refund_notify = False
+    sandbox.retry_seconds = ()
     return sandbox

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.money import yuan
 from payments.models import Product
-from payments.money import yuan
 
 
 class Command(BaseCommand):
