@@ -51,6 +51,24 @@ class GraphQLClient:
         return result["data"]["wechatLogin"]  # type: ignore[no-any-return]
 
 
+def graphql_over_http(
+    url: str,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    token: str = "",
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """POSTs to a running server's /graphql/ (with `token` as the JWT); the answer's data, which must
+    come without errors."""
+    sent = {**(headers or {}), **({"Authorization": f"JWT {token}"} if token else {})}
+    answer = requests.post(
+        f"{url}/graphql/", json={"query": query, "variables": variables or {}}, headers=sent, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    assert "errors" not in answer.json(), answer.json()
+    return answer.json()["data"]
+
+
 def error_code(result: dict[str, Any]) -> str:
     assert result.get("errors"), result
     return result["errors"][0]["extensions"]["code"]  # type: ignore[no-any-return]

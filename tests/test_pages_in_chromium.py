@@ -11,19 +11,10 @@ import pytest
 import requests
 
 from tests import browser
-from tests.helpers import CREATE_ORDER, LOGIN, create_order_input, sandbox_notifies
+from tests.helpers import CREATE_ORDER, LOGIN, create_order_input, graphql_over_http, sandbox_notifies
 from tests.processes import clean_env, free_port, make_run, run_python, running_server
 
 pytestmark = pytest.mark.browser
-
-
-def _graphql(url: str, query: str, variables: dict[str, Any], token: str = "") -> Any:
-    headers = {"Authorization": f"JWT {token}"} if token else {}
-    answer = requests.post(
-        f"{url}/graphql/", json={"query": query, "variables": variables}, headers=headers, timeout=30
-    )
-    assert "errors" not in answer.json(), answer.json()
-    return answer.json()["data"]
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +28,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     with running_server(env, port=port) as url:
         for command in ("ensure_dev_superuser", "seed_demo_products"):
             assert run_python(["manage.py", command], env).returncode == 0
-        token = _graphql(url, LOGIN, {"code": "pages"})["wechatLogin"]["token"]
+        token = graphql_over_http(url, LOGIN, {"code": "pages"})["wechatLogin"]["token"]
         orders = []
         for version in ("V3", "V2"):
-            created = _graphql(url, CREATE_ORDER, create_order_input(version=version), token)["createWechatPayOrder"]
+            created = graphql_over_http(url, CREATE_ORDER, create_order_input(version=version), token)[
+                "createWechatPayOrder"
+            ]
             orders.append(created["order"]["outTradeNo"])
         assert requests.post(f"{url}/sandbox/pay/{orders[0]}", timeout=30).status_code == 202
         assert [d["status"] for d in sandbox_notifies(url, orders[0])] in ([200], [204])

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from tests.helpers import LOGIN
+from tests.helpers import LOGIN, graphql_over_http
 from tests.processes import BASE_DIR, clean_env, free_port
 
 HOST = "api.example.com"
@@ -115,31 +115,20 @@ def test_the_readme_production_section_serves_as_written(tmp_path):
         assert "Traceback" not in text and '" 500 ' not in text, text
 
 
-def _graphql(url: str, query: str, variables: dict[str, str] | None = None, token: str = "") -> dict:
-    headers = {**PROXY_HEADERS, **({"Authorization": f"JWT {token}"} if token else {})}
-    answer = requests.post(
-        f"{url}/graphql/", json={"query": query, "variables": variables or {}}, headers=headers, timeout=30
-    )
-    assert answer.status_code == 200, answer.text
-    assert "errors" not in answer.json(), answer.json()
-    return answer.json()["data"]
-
-
 def _check_it_serves(url: str) -> None:
     # Plain http that did not come through the proxy is sent to https (but /healthz, for load balancers).
     redirect = requests.get(f"{url}/admin/login/", headers={"Host": HOST}, allow_redirects=False, timeout=10)
     assert redirect.status_code == 301 and redirect.headers["Location"] == f"https://{HOST}/admin/login/"
 
     # A mini-program login on the sandbox, and the product set_product added.
-    login = _graphql(url, LOGIN, {"code": "alice"})["wechatLogin"]
+    login = graphql_over_http(url, LOGIN, {"code": "alice"}, headers=PROXY_HEADERS)["wechatLogin"]
     assert login["token"] and login["user"]["openid"]
-    assert _graphql(url, "{ products { sku title price } }") == {
+    assert graphql_over_http(url, "{ products { sku title price } }", headers=PROXY_HEADERS) == {
         "products": [{"sku": "coffee", "title": "A cup of coffee", "price": 1800}]
     }
     # The superuser createsuperuser made can get a staff token.
-    staff = _graphql(
-        url, 'mutation($p: String!) { tokenAuth(username: "ops", password: $p) { token } }', {"p": PASSWORD}
-    )
+    token_auth = 'mutation($p: String!) { tokenAuth(username: "ops", password: $p) { token } }'
+    staff = graphql_over_http(url, token_auth, {"p": PASSWORD}, headers=PROXY_HEADERS)
     assert staff["tokenAuth"]["token"]
 
     # The admin is styled: its page links collectstatic's hashed stylesheet, and whitenoise serves it.

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import requests
 
-from tests.helpers import CREATE_ORDER, LOGIN, create_order_input, sandbox_notifies
+from tests.helpers import CREATE_ORDER, LOGIN, create_order_input, graphql_over_http, sandbox_notifies
 from tests.processes import make_run
 
 
@@ -25,20 +23,14 @@ def test_make_run_binds_this_machine_unless_told_otherwise(tmp_path, args, addre
 def test_make_run_on_another_port_gets_its_notifies(tmp_path):
     # PORT=18300 make run: the sandbox once sent notifies to :8000 (502 "notify not delivered", order PENDING).
     def pay(url: str) -> None:
-        def graphql(query: str, variables: dict[str, Any], token: str = "") -> Any:
-            headers = {"Authorization": f"JWT {token}"} if token else {}
-            answer = requests.post(
-                f"{url}/graphql/", json={"query": query, "variables": variables}, headers=headers, timeout=30
-            )
-            assert "errors" not in answer.json(), answer.json()
-            return answer.json()["data"]
-
-        token = graphql(LOGIN, {"code": "port"})["wechatLogin"]["token"]
-        order = graphql(CREATE_ORDER, create_order_input(sku="coffee", version="V2"), token)["createWechatPayOrder"]
+        token = graphql_over_http(url, LOGIN, {"code": "port"})["wechatLogin"]["token"]
+        order = graphql_over_http(url, CREATE_ORDER, create_order_input(sku="coffee", version="V2"), token)[
+            "createWechatPayOrder"
+        ]
         number = order["order"]["outTradeNo"]
         assert requests.post(f"{url}/sandbox/pay/{number}", timeout=30).status_code == 202
         assert [d["status"] for d in sandbox_notifies(url, number)] == [200]
-        status = graphql("query($n: String!) { order(outTradeNo: $n) { status } }", {"n": number}, token)
+        status = graphql_over_http(url, "query($n: String!) { order(outTradeNo: $n) { status } }", {"n": number}, token)
         assert status == {"order": {"status": "PAID"}}
 
     make_run(tmp_path, while_running=pay)

@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from tests.helpers import CREATE_ORDER, LOGIN, create_order_input, sandbox_notifies
+from tests.helpers import CREATE_ORDER, LOGIN, create_order_input, graphql_over_http, sandbox_notifies
 from tests.processes import clean_env, free_port, run_python, running_server
 
 _COUNTERS = """
@@ -53,27 +53,18 @@ def test_the_embedded_cache_is_a_database_table_whose_counters_lose_no_update(tm
     assert lines == [{"backend": "core.cache.DatabaseCache"}, {"left": 200}], lines
 
 
-def _graphql(url: str, query: str, variables: dict[str, Any], token: str = "") -> Any:
-    headers = {"Authorization": f"JWT {token}"} if token else {}
-    answer = requests.post(
-        f"{url}/graphql/", json={"query": query, "variables": variables}, headers=headers, timeout=30
-    )
-    assert "errors" not in answer.json(), answer.json()
-    return answer.json()["data"]
-
-
 def test_reconcile_by_hand_and_a_restart_see_the_servers_sandbox_orders(tmp_path):
     port = free_port()
     # Notifies go to a port nobody serves: the order is paid at the sandbox and still PENDING here.
     env = _embedded(tmp_path, PUBLIC_BASE_URL=f"http://127.0.0.1:{free_port()}")
     with running_server(env, port=port) as url:
         assert run_python(["manage.py", "seed_demo_products"], env).returncode == 0
-        token = _graphql(url, LOGIN, {"code": "shared"})["wechatLogin"]["token"]
-        paid = _graphql(url, CREATE_ORDER, create_order_input(version="V3"), token)["createWechatPayOrder"]
+        token = graphql_over_http(url, LOGIN, {"code": "shared"})["wechatLogin"]["token"]
+        paid = graphql_over_http(url, CREATE_ORDER, create_order_input(version="V3"), token)["createWechatPayOrder"]
         paid_no = paid["order"]["outTradeNo"]
         assert requests.post(f"{url}/sandbox/pay/{paid_no}", timeout=30).status_code == 202
         assert sandbox_notifies(url, paid_no)[0]["status"] != 200
-        pending = _graphql(url, CREATE_ORDER, create_order_input(version="V2", quantity=2), token)
+        pending = graphql_over_http(url, CREATE_ORDER, create_order_input(version="V2", quantity=2), token)
         pending_no = pending["createWechatPayOrder"]["order"]["outTradeNo"]
 
     # Another process, the server stopped: the sandbox's state is in the database, not in the server.
@@ -87,6 +78,6 @@ def test_reconcile_by_hand_and_a_restart_see_the_servers_sandbox_orders(tmp_path
         assert requests.post(f"{url}/sandbox/pay/{pending_no}", timeout=30).status_code == 202
         sandbox_notifies(url, pending_no)
         sync = "mutation($n: String!) { syncOrder(outTradeNo: $n) { status } }"
-        assert _graphql(url, sync, {"n": pending_no}, token) == {"syncOrder": {"status": "PAID"}}
+        assert graphql_over_http(url, sync, {"n": pending_no}, token) == {"syncOrder": {"status": "PAID"}}
         query = "query($n: String!) { order(outTradeNo: $n) { status } }"
-        assert _graphql(url, query, {"n": paid_no}, token) == {"order": {"status": "PAID"}}
+        assert graphql_over_http(url, query, {"n": paid_no}, token) == {"order": {"status": "PAID"}}
