@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 
 
@@ -9,7 +10,8 @@ class Product(models.Model):
 
     sku = models.SlugField(max_length=64, unique=True)
     title = models.CharField(max_length=128)
-    price = models.PositiveIntegerField(help_text="fen (1/100 yuan)")
+    # WeChat Pay and Alipay refuse a total under 1 fen (and orders check amount > 0).
+    price = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="fen (1/100 yuan)")
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

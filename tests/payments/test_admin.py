@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from payments.models import Order, PaymentEvent, Refund
+from payments.models import Order, PaymentEvent, Product, Refund
 from tests.factories import OrderFactory
 from tests.payments.notify_bodies import is_success, paid_at_sandbox, post_notify, refund_in_flight
 
@@ -112,3 +112,10 @@ def test_the_refund_page_needs_the_change_permission(client, products, buyer, dj
     client.force_login(viewer)
     assert client.get(reverse("admin:payments_order_refund", args=[order.pk])).status_code == 403
     assert client.post(reverse("admin:payments_order_refund", args=[order.pk]), {"amount": "1"}).status_code == 403
+
+
+def test_a_product_cannot_be_priced_under_one_fen_in_the_admin(admin_client, db):
+    form = {"sku": "free", "title": "Free", "price": "0", "active": "on"}
+    answer = admin_client.post(reverse("admin:payments_product_add"), form)
+    assert answer.status_code == 200 and answer.context["adminform"].form.errors["price"]
+    assert not Product.objects.exists()
