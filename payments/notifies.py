@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from config import providers
 from payments.models import Order, PaymentEvent
 from payments.services import Outcome, apply_refund, apply_trade
+from providers.trades import InvalidNotify
 from providers.wechatpay import v2
-from providers.wechatpay.types import InvalidNotify
 from providers.wechatpay.v2_client import WechatPayV2Client
 from providers.wechatpay.v3_client import WechatPayV3Client
 

@@ -24,7 +24,7 @@ from payments.models import Order, PaymentEvent, Product, Refund
 from payments.selectors import IN_FLIGHT_REFUNDS, order_for, refundable_amount
 from providers.compare import constant_time_equal
 from providers.http import ProviderError, ProviderUnavailable
-from providers.wechatpay.types import RefundState, Trade
+from providers.trades import RefundState, Trade
 
 logger = logging.getLogger(__name__)
 

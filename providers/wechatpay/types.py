@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+# Re-exported: the WeChat Pay clients report in the providers' common shapes.
+from providers.trades import InvalidNotify, Notify, RefundState, Trade
+
+__all__ = ["CHINA", "PROVIDER", "InvalidNotify", "Notify", "Prepay", "RefundState", "Trade", "WechatPayConfig"]
 
 PROVIDER = "wechatpay"
 BASE_URL = "https://api.mch.weixin.qq.com"
 CHINA = dt.timezone(dt.timedelta(hours=8))
 
 TradeType = Literal["JSAPI", "NATIVE", "H5", "APP"]
-
-
-class InvalidNotify(ValueError):
-    """A notify that must change nothing: unverifiable, malformed or not ours."""
 
 
 @dataclass(frozen=True)
@@ -40,41 +41,3 @@ class Prepay:
     prepay_id: str = ""
     code_url: str = ""
     h5_url: str = ""
-
-
-@dataclass(frozen=True)
-class Trade:
-    """A payment as the provider reports it (query answer or pay notify)."""
-
-    out_trade_no: str
-    state: str  # SUCCESS, NOTPAY, CLOSED, REFUND, USERPAYING, PAYERROR, REVOKED
-    appid: str
-    mchid: str
-    amount: int | None = None
-    transaction_id: str = ""
-    payer_openid: str = ""
-    success_time: dt.datetime | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
-
-
-@dataclass(frozen=True)
-class RefundState:
-    out_trade_no: str
-    out_refund_no: str
-    status: str  # PROCESSING, SUCCESS, CLOSED, ABNORMAL
-    refund_id: str = ""
-    amount: int | None = None  # the refund, fen
-    total: int | None = None  # the order, fen
-    appid: str = ""
-    mchid: str = ""
-    success_time: dt.datetime | None = None
-    raw: dict[str, Any] = field(default_factory=dict, compare=False)
-
-
-@dataclass(frozen=True)
-class Notify:
-    """A verified notify: exactly one of trade / refund is set."""
-
-    event_id: str
-    trade: Trade | None = None
-    refund: RefundState | None = None

@@ -18,7 +18,7 @@ from django.utils import timezone
 from config import providers
 from payments import services
 from payments.models import Order, PaymentEvent, Refund
-from providers.wechatpay.types import RefundState, Trade
+from providers.trades import RefundState, Trade
 from tests.factories import OrderFactory, RefundFactory
 from tests.helpers import CREATE_ORDER, create_order_input, error_code
 from tests.payments.notify_bodies import (
