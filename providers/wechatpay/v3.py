@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import secrets
 import time
 
 from Crypto.Cipher import AES
-from Crypto.Hash import SHA256
-from Crypto.PublicKey import RSA
-from Crypto.Signature import pkcs1_15
 
+from providers.rsa import sign_sha256, verify_sha256
 from providers.wechat.crypto import DecryptError
 
 SCHEMA = "WECHATPAY2-SHA256-RSA2048"
@@ -23,9 +20,7 @@ MAX_CLOCK_SKEW = 300
 
 def sign_message(private_key_pem: str, message: str) -> str:
     """RSA-SHA256 (PKCS#1 v1.5) of `message`, base64."""
-    key = RSA.import_key(private_key_pem)
-    digest = SHA256.new(message.encode("utf-8"))
-    return base64.b64encode(pkcs1_15.new(key).sign(digest)).decode()
+    return sign_sha256(private_key_pem, message)
 
 
 def request_message(method: str, url_path: str, timestamp: str, nonce_str: str, body: str) -> str:
@@ -53,27 +48,11 @@ def authorization(
     )
 
 
-@functools.lru_cache(maxsize=32)
-def _public_key(public_key_pem: str) -> RSA.RsaKey:
-    """Parsing a PEM costs more than verifying with it; there are only a few platform keys."""
-    return RSA.import_key(public_key_pem)
-
-
 def verify_signature(public_key_pem: str, timestamp: str, nonce_str: str, body: str, signature: str) -> bool:
     """Verifies `timestamp\\nnonce\\nbody\\n` (the raw body) against the Wechatpay-Signature header."""
     if not signature or signature.startswith(SIGNTEST_PREFIX):
         return False
-    try:
-        raw_signature = base64.b64decode(signature, validate=True)
-        key = _public_key(public_key_pem)
-    except (binascii.Error, ValueError, IndexError, TypeError):
-        return False
-    digest = SHA256.new(f"{timestamp}\n{nonce_str}\n{body}\n".encode())
-    try:
-        pkcs1_15.new(key).verify(digest, raw_signature)
-    except (ValueError, TypeError):
-        return False
-    return True
+    return verify_sha256(public_key_pem, f"{timestamp}\n{nonce_str}\n{body}\n", signature)
 
 
 def timestamp_fresh(timestamp: str, now: float | None = None, skew: int = MAX_CLOCK_SKEW) -> bool:
