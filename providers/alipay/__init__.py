@@ -1,0 +1,1 @@
+"""Alipay's open API (alipay.trade.*): RSA2 signing, certificate serial numbers, the client. No Django."""
