@@ -36,9 +36,8 @@ CHINA = dt.timezone(dt.timedelta(hours=8))
 class AlipayConfig:
     app_id: str
     private_key_pem: str  # the app's private key (signs requests)
-    alipay_public_key_pem: (
-        str  # verifies answers, notifies and returns (cert mode: the Alipay public certificate's key)
-    )
+    # verifies answers, notifies and returns (cert mode: the Alipay public certificate's key)
+    alipay_public_key_pem: str
     seller_id: str = ""  # the merchant's PID (2088...), checked on notifies
     gateway: str = GATEWAY
     # Certificate mode: all three set (providers.alipay.certs computes them from the PEMs).
