@@ -11,12 +11,14 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from Crypto.PublicKey import RSA
 from django.conf import settings
 from django.core.cache import cache
 
+from providers.alipay.client import AlipayClient, AlipayConfig
 from providers.http import HttpConfig, make_session
 from providers.sandbox.core import Sandbox
 from providers.sandbox.transport import SandboxTransport
@@ -80,13 +82,13 @@ _KEYS_CACHE_KEY = "sbx:wxp:keys"
 
 
 @functools.cache
-def _generated_keys() -> tuple[str, str]:
-    """Test keys (merchant, platform), shared by every process through the cache."""
-    shared = cache.get(_KEYS_CACHE_KEY)
+def _generated_keys(name: str = _KEYS_CACHE_KEY) -> tuple[str, str]:
+    """A pair of test keys, shared by every process through the cache."""
+    shared = cache.get(name)
     if not shared:
         fresh = tuple(RSA.generate(2048).export_key().decode() for _ in range(2))
-        cache.add(_KEYS_CACHE_KEY, fresh, None)  # the first process to store its pair wins
-        shared = cache.get(_KEYS_CACHE_KEY) or fresh
+        cache.add(name, fresh, None)  # the first process to store its pair wins
+        shared = cache.get(name) or fresh
     return shared[0], shared[1]
 
 
@@ -233,7 +235,71 @@ def wechat_miniprogram() -> WechatClient:
     return WechatClient(config, session, http, token_store())
 
 
+# --- Alipay -------------------------------------------------------------------------------------------
+
+
+def alipay_sandbox_keys() -> tuple[str, str]:
+    """(the app's private key, the key the sandbox signs as Alipay with) in sandbox mode."""
+    app = pem_text(settings.ALIPAY_PRIVATE_KEY)
+    alipay_key = pem_text(settings.SANDBOX_ALIPAY_PRIVATE_KEY)
+    if app and alipay_key:
+        return app, alipay_key
+    generated = _generated_keys("sbx:alipay:keys")
+    return app or generated[0], alipay_key or generated[1]
+
+
+@functools.cache
+def alipay_config() -> AlipayConfig:
+    private_key = pem_text(settings.ALIPAY_PRIVATE_KEY)
+    public_key = pem_text(settings.ALIPAY_PUBLIC_KEY)
+    cert_fields = {}
+    if settings.ALIPAY_APP_CERT:
+        from providers.alipay import certs
+
+        public_cert = pem_text(settings.ALIPAY_PUBLIC_CERT)
+        public_key = public_key_pem(public_cert)
+        cert_fields = {
+            "app_cert_sn": certs.cert_sn(pem_text(settings.ALIPAY_APP_CERT)),
+            "alipay_cert_sn": certs.cert_sn(public_cert),
+            "alipay_root_cert_sn": certs.root_cert_sn(pem_text(settings.ALIPAY_ROOT_CERT)),
+        }
+    if settings.SANDBOX:
+        app_key, alipay_key = alipay_sandbox_keys()
+        private_key = private_key or app_key
+        public_key = public_key or public_key_pem(alipay_key)
+    return AlipayConfig(
+        app_id=settings.ALIPAY_APPID,
+        private_key_pem=private_key,
+        alipay_public_key_pem=public_key,
+        seller_id=settings.ALIPAY_SELLER_ID,
+        gateway=settings.ALIPAY_GATEWAY,
+        **cert_fields,
+    )
+
+
+def alipay_ready() -> bool:
+    config = alipay_config()
+    return bool(config.app_id and config.private_key_pem and config.alipay_public_key_pem)
+
+
+@functools.cache
+def alipay() -> AlipayClient:
+    http = http_config()
+    # In sandbox mode the gateway is the sandbox's page on this server: our calls to it are answered in-process.
+    gateway = urlsplit(settings.ALIPAY_GATEWAY)
+    session = make_session(http, _sandbox_mounts({f"{gateway.scheme}://{gateway.netloc}": "alipay"}))
+    return AlipayClient(alipay_config(), session, http)
+
+
 def reset() -> None:
     """Forget built clients (tests that change settings call this)."""
-    for built in (sandbox, token_store, wechat_miniprogram, wechatpay_config, _wechatpay_session):
+    for built in (
+        sandbox,
+        token_store,
+        wechat_miniprogram,
+        wechatpay_config,
+        _wechatpay_session,
+        alipay_config,
+        alipay,
+    ):
         built.cache_clear()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import environ
@@ -304,6 +305,34 @@ if SANDBOX and not WECHATPAY_MCH_ID:
     WECHATPAY_API_V3_KEY = "sandboxapiv3key0123456789abcdefg"[:32]
     WECHATPAY_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000001092026112100000000000001"
     WECHATPAY_CERT_SERIAL_NO = "5157F09EFDC096DE15EBE81A47057A72SANDBOX"
+
+# --- Alipay ---
+ALIPAY_APPID = env.str("ALIPAY_APPID", default="")
+ALIPAY_PRIVATE_KEY = env.str("ALIPAY_PRIVATE_KEY", default="")  # the app's, PEM text or path
+# Public-key mode: Alipay's public key. Certificate mode instead: the three certificates (PEM text or paths).
+ALIPAY_PUBLIC_KEY = env.str("ALIPAY_PUBLIC_KEY", default="")
+ALIPAY_APP_CERT = env.str("ALIPAY_APP_CERT", default="")
+ALIPAY_PUBLIC_CERT = env.str("ALIPAY_PUBLIC_CERT", default="")
+ALIPAY_ROOT_CERT = env.str("ALIPAY_ROOT_CERT", default="")
+ALIPAY_SELLER_ID = env.str("ALIPAY_SELLER_ID", default="")  # the merchant's PID (2088...)
+# The key the sandbox signs as Alipay with (must match ALIPAY_PUBLIC_KEY when that is given); generated otherwise.
+SANDBOX_ALIPAY_PRIVATE_KEY = env.str("SANDBOX_ALIPAY_PRIVATE_KEY", default="")
+if SANDBOX and not ALIPAY_APPID:
+    # The sandbox's test app and merchant; real ones given in the environment are used instead.
+    ALIPAY_APPID, ALIPAY_SELLER_ID = "9021000000000001", ALIPAY_SELLER_ID or "2088000000000001"
+# In sandbox mode the gateway is the sandbox's own page: the payer's browser opens it, our calls to it
+# are answered in-process. Alipay's own sandbox is https://openapi-sandbox.dl.alipaydev.com/gateway.do.
+ALIPAY_GATEWAY = env.str(
+    "ALIPAY_GATEWAY",
+    default=f"{PUBLIC_BASE_URL}/sandbox/alipay/gateway.do" if SANDBOX else "https://openapi.alipay.com/gateway.do",
+)
+# Hosts a createAlipayOrder returnUrl may name (no open redirect): the CORS origins' hosts by default, and in
+# sandbox mode this server's.
+ALIPAY_RETURN_HOSTS = env.list(
+    "ALIPAY_RETURN_HOSTS",
+    default=[urlsplit(origin).netloc for origin in CORS_ALLOWED_ORIGINS]
+    + ([urlsplit(PUBLIC_BASE_URL).netloc] if SANDBOX else []),
+)
 
 # Mounts /bench/bare, the baseline view of bench/ (off unless asked for).
 BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)
