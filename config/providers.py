@@ -195,6 +195,7 @@ def notify_url(name: str) -> str:
         "wechatpay_v2": "/notify/wechatpay/v2/",
         "wechatpay_v2_refund": "/notify/wechatpay/v2/refund/",
         "wechatpay_v3": "/notify/wechatpay/v3/",
+        "alipay": "/notify/alipay/",
     }
     return settings.PUBLIC_BASE_URL + paths[name]
 

@@ -38,10 +38,15 @@ class Order(models.Model):
         V3 = "V3"
 
     class TradeType(models.TextChoices):
+        # WeChat Pay
         JSAPI = "JSAPI"
         NATIVE = "NATIVE"
         H5 = "H5"
-        APP = "APP"
+        APP = "APP"  # and Alipay's app payment
+        # Alipay
+        PAGE = "PAGE"
+        WAP = "WAP"
+        QR = "QR"
 
     out_trade_no = models.CharField(max_length=32)
     # Indexed by order_user_recent, whose first column it is.
@@ -50,7 +55,8 @@ class Order(models.Model):
     quantity = models.PositiveIntegerField()
     amount = models.PositiveBigIntegerField(help_text="fen")
     provider = models.CharField(max_length=16, choices=Provider.choices)
-    api_version = models.CharField(max_length=4, choices=ApiVersion.choices)
+    # WeChat Pay's API version; empty for Alipay, which has one.
+    api_version = models.CharField(max_length=4, choices=ApiVersion.choices, blank=True)
     trade_type = models.CharField(max_length=8, choices=TradeType.choices)
     # v2 notifies may omit sign_type: they are verified with the type the order was placed with.
     sign_type = models.CharField(max_length=16)
@@ -63,6 +69,8 @@ class Order(models.Model):
     prepay_id = models.CharField(max_length=128, blank=True)
     code_url = models.CharField(max_length=256, blank=True)
     h5_url = models.CharField(max_length=512, blank=True)
+    # Alipay: where the payer's browser goes after the return page (an ALIPAY_RETURN_HOSTS address).
+    return_url = models.CharField(max_length=512, blank=True, db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)

@@ -20,6 +20,7 @@ from accounts.models import User
 from accounts.selectors import openid_in
 from config import providers
 from core.errors import AppError, ErrorCode
+from payments import gateways
 from payments.models import Order, PaymentEvent, Product, Refund
 from payments.selectors import IN_FLIGHT_REFUNDS, order_for, refundable_amount
 from providers.compare import constant_time_equal
@@ -29,9 +30,16 @@ from providers.trades import RefundState, Trade
 logger = logging.getLogger(__name__)
 
 MAX_QUANTITY = 99
-# Answers after which the refund may or may not exist at WeChat Pay: retry with the same out_refund_no.
-RETRYABLE_REFUND_ERRORS = {"SYSTEMERROR", "BIZERR_NEED_RETRY", "FAIL", "SYSTEM_ERROR", "FREQUENCY_LIMITED"}
-NOT_FOUND = {"ORDERNOTEXIST", "ORDER_NOT_EXIST", "REFUNDNOTEXIST", "RESOURCE_NOT_EXISTS"}
+# Answers after which the refund may or may not exist at the provider: retry with the same out_refund_no.
+RETRYABLE_REFUND_ERRORS = {
+    "SYSTEMERROR",
+    "BIZERR_NEED_RETRY",
+    "FAIL",
+    "SYSTEM_ERROR",
+    "FREQUENCY_LIMITED",
+    "ACQ.SYSTEM_ERROR",  # Alipay: "retry with the same out_request_no"
+}
+NOT_FOUND = {"ORDERNOTEXIST", "ORDER_NOT_EXIST", "REFUNDNOTEXIST", "RESOURCE_NOT_EXISTS", "ACQ.TRADE_NOT_EXIST"}
 
 ALLOWED = {
     Order.Status.PENDING: {Order.Status.PAID, Order.Status.CLOSED},
@@ -66,13 +74,13 @@ def new_out_trade_no() -> str:
     return timezone.now().strftime("%Y%m%d") + secrets.token_hex(12)
 
 
-def _provider_failure(exc: Exception, *, what: str) -> AppError:
+def _provider_failure(exc: Exception, *, what: str, provider: str = "WeChat Pay") -> AppError:
     if isinstance(exc, ProviderUnavailable):
-        logger.warning("wechatpay unavailable during %s: %s", what, exc)
-        return AppError(ErrorCode.PROVIDER_UNAVAILABLE, "WeChat Pay is not reachable right now: try again shortly.")
+        logger.warning("%s unavailable during %s: %s", provider, what, exc)
+        return AppError(ErrorCode.PROVIDER_UNAVAILABLE, f"{provider} is not reachable right now: try again shortly.")
     assert isinstance(exc, ProviderError)
-    logger.warning("wechatpay refused %s: %s", what, exc)
-    return AppError(ErrorCode.PROVIDER_ERROR, f"WeChat Pay refused the request ({exc.errcode}).")
+    logger.warning("%s refused %s: %s", provider, what, exc)
+    return AppError(ErrorCode.PROVIDER_ERROR, f"{provider} refused the request ({exc.errcode}).")
 
 
 # --- create ---------------------------------------------------------------------
@@ -177,7 +185,7 @@ def _store_event(order: Order, *, key: str, source: str, kind: str, payload: dic
     """Stores the event once: its unique key answers whether it was seen before (_Duplicate)."""
     try:
         PaymentEvent.objects.create(
-            provider=Order.Provider.WECHATPAY,
+            provider=order.provider,
             event_key=key,
             order=order,
             source=source,
@@ -199,15 +207,16 @@ REFUND_FIELDS = (("provider_refund_id", "refund_id"),)
 
 
 def _fits(model: Any, result: Any, fields: tuple[tuple[str, str], ...]) -> bool:
-    """Whether the result's ids fit our columns: longer than WeChat Pay ever sends is no result of
-    WeChat Pay's, and is refused the same on every database (PostgreSQL would fail the write, SQLite
+    """Whether the result's ids fit our columns: longer than a provider ever sends is no result of
+    theirs, and is refused the same on every database (PostgreSQL would fail the write, SQLite
     store it whole)."""
     return all(len(getattr(result, attr) or "") <= model._meta.get_field(name).max_length for name, attr in fields)
 
 
 def _locked_order(out_trade_no: str) -> Order | None:
     try:
-        return Order.objects.select_for_update().get(out_trade_no=out_trade_no, provider=Order.Provider.WECHATPAY)
+        # Any provider's: out_trade_no is unique, and a result must then name that provider's app and merchant.
+        return Order.objects.select_for_update().get(out_trade_no=out_trade_no)
     except Order.DoesNotExist:
         return None
 
@@ -235,7 +244,7 @@ def _record_mismatch(
     digest = hashlib.sha256(json.dumps([order.pk, *facts], default=str).encode()).hexdigest()
     _store_event(
         order,
-        key=f"wechatpay:mismatch:{digest}",
+        key=f"{_prefix(order)}:mismatch:{digest}",
         source=source,
         kind=kind,
         payload=_jsonable(raw),
@@ -245,17 +254,22 @@ def _record_mismatch(
     return Outcome.MISMATCH
 
 
+def _prefix(order: Order) -> str:
+    """Event keys are the provider's (wechatpay:..., alipay:...): two providers' numbers never collide."""
+    return str(order.provider).lower()
+
+
 def _trade_mismatch(trade: Trade, order: Order) -> str:
     """How a verified trade differs from the order it names ("" when it fits)."""
-    config = providers.wechatpay_config()
-    if not constant_time_equal(trade.mchid, config.mchid) or not constant_time_equal(trade.appid, config.appid):
+    appid, merchant = gateways.identity(order)
+    if not constant_time_equal(trade.mchid, merchant) or not constant_time_equal(trade.appid, appid):
         return f"it names merchant {trade.mchid[:32]!r} and app {trade.appid[:32]!r}, not ours"
     if trade.state not in ("SUCCESS", "REFUND"):
         return ""
     if trade.amount != order.amount:
         return f"{trade.amount} fen paid for an order of {order.amount}"
     if not trade.transaction_id or not _fits(Order, trade, PAID_FIELDS):
-        return "its transaction id or openid is missing or longer than WeChat Pay's"
+        return f"its transaction id or payer is missing or longer than {gateways.name(order)}'s"
     return ""
 
 
@@ -280,7 +294,7 @@ def _once(apply: Callable[[Any, str], Outcome], result: Any, source: str) -> Out
 def _apply_trade(trade: Trade, source: str) -> Outcome:
     order = _locked_order(trade.out_trade_no)
     if order is None:
-        logger.warning("wechatpay %s for unknown order %s", source, trade.out_trade_no[:32])
+        logger.warning("payment %s for unknown order %s", source, trade.out_trade_no[:32])
         return Outcome.UNKNOWN_ORDER
     mismatch = _trade_mismatch(trade, order)
     if mismatch:
@@ -291,7 +305,7 @@ def _apply_trade(trade: Trade, source: str) -> Outcome:
     if trade.state in ("SUCCESS", "REFUND"):
         if order.status != Order.Status.PENDING and order.transaction_id == trade.transaction_id:
             return Outcome.NO_CHANGE
-        key, kind = f"wechatpay:paid:{trade.transaction_id}", "TRANSACTION.SUCCESS"
+        key, kind = f"{_prefix(order)}:paid:{trade.transaction_id}", "TRANSACTION.SUCCESS"
         if order.status == Order.Status.PENDING:
             transition(order, Order.Status.PAID)
             order.transaction_id = trade.transaction_id
@@ -304,7 +318,7 @@ def _apply_trade(trade: Trade, source: str) -> Outcome:
         # PAYERROR is not here: the prepay can still be paid (another card), so the order stays open.
         if order.status != Order.Status.PENDING:
             return Outcome.NO_CHANGE
-        key, kind = f"wechatpay:closed:{trade.out_trade_no}", f"TRANSACTION.{trade.state}"
+        key, kind = f"{_prefix(order)}:closed:{trade.out_trade_no}", f"TRANSACTION.{trade.state}"
         transition(order, Order.Status.CLOSED)
         order.closed_at = timezone.now()
         fields, outcome = ["status", "closed_at"], Outcome.APPLIED
@@ -330,7 +344,7 @@ def _apply_refund(state: RefundState, source: str) -> Outcome:
     order = _locked_order(state.out_trade_no)
     refund = _locked_refund(state.out_refund_no) if order else None
     if order is None or refund is None or refund.order_id != order.pk:
-        logger.warning("wechatpay refund %s for unknown refund %s", source, state.out_refund_no[:64])
+        logger.warning("refund %s for unknown refund %s", source, state.out_refund_no[:64])
         return Outcome.UNKNOWN_ORDER
     if (state.amount is not None and state.amount != refund.amount) or not _fits(Refund, state, REFUND_FIELDS):
         facts = (refund.pk, state.status, state.amount, state.refund_id)
@@ -344,13 +358,13 @@ def _apply_refund(state: RefundState, source: str) -> Outcome:
         return Outcome.NO_CHANGE  # money that went out stays recorded
     if state.status == "SUCCESS" and refund.status == Refund.Status.CLOSED:
         # We had given up on it, but the money did go out: record it, and let a human look.
-        _flag(order, f"refund {refund.out_refund_no} was closed here but WeChat Pay reports it paid out")
+        _flag(order, f"refund {refund.out_refund_no} was closed here but {gateways.name(order)} reports it paid out")
     if state.status == "SUCCESS" and order.refunded_amount + refund.amount > order.amount:
         _flag(order, f"refund {refund.out_refund_no} would return more than was paid: not applied")
         return Outcome.CONFLICT
     _store_event(
         order,
-        key=f"wechatpay:refund:{state.out_refund_no}:{state.status}",
+        key=f"{_prefix(order)}:refund:{state.out_refund_no}:{state.status}",
         source=source,
         kind=f"REFUND.{state.status}",
         payload=_jsonable(state.raw),
@@ -378,22 +392,23 @@ def _apply_refund(state: RefundState, source: str) -> Outcome:
 
 def _query(order: Order) -> Trade:
     """The provider's view of the order (apply_trade checks that it names our merchant and app)."""
-    return providers.wechatpay(order.api_version).query(order.out_trade_no)
+    return gateways.for_order(order).query(order.out_trade_no)
 
 
 def sync_order(*, user: User, out_trade_no: str) -> Order:
     """Asks the provider (the front end's "paid" callback is never trusted) and applies the answer."""
     order = order_for(user=user, out_trade_no=out_trade_no)
-    client = providers.wechatpay(order.api_version)
+    gateway = gateways.for_order(order)
     try:
         apply_trade(_query(order), source=PaymentEvent.Source.QUERY)
         for refund in order.refunds.filter(status__in=IN_FLIGHT_REFUNDS):
-            apply_refund(client.query_refund(refund.out_refund_no), source=PaymentEvent.Source.QUERY)
+            state = gateway.query_refund(refund.out_refund_no, order.out_trade_no)
+            apply_refund(state, source=PaymentEvent.Source.QUERY)
     except ProviderError as exc:
         if exc.errcode not in NOT_FOUND:
-            raise _provider_failure(exc, what=f"sync {order.out_trade_no}") from exc
+            raise _provider_failure(exc, what=f"sync {order.out_trade_no}", provider=gateways.name(order)) from exc
     except ProviderUnavailable as exc:
-        raise _provider_failure(exc, what=f"sync {order.out_trade_no}") from exc
+        raise _provider_failure(exc, what=f"sync {order.out_trade_no}", provider=gateways.name(order)) from exc
     order.refresh_from_db()
     return order
 
@@ -410,11 +425,10 @@ def close_order(*, user: User, out_trade_no: str) -> Order:
 
 def _close_at_provider(order: Order) -> None:
     """Closes at the provider first (so it can no longer be paid), then here."""
-    client = providers.wechatpay(order.api_version)
     try:
         # Even without a prepay id here: a create that timed out may have reached the provider.
         try:
-            client.close(order.out_trade_no)
+            gateways.for_order(order).close(order.out_trade_no)
         except ProviderError as exc:
             if exc.errcode not in NOT_FOUND | {"ORDERCLOSED", "ORDER_CLOSED", "ORDERPAID"}:
                 raise
@@ -430,9 +444,9 @@ def _close_at_provider(order: Order) -> None:
         if exc.errcode == "USERPAYING":
             raise AppError(ErrorCode.CONFLICT, "The user is paying this order right now; try again shortly.") from exc
         if exc.errcode not in NOT_FOUND:
-            raise _provider_failure(exc, what=f"close {order.out_trade_no}") from exc
+            raise _provider_failure(exc, what=f"close {order.out_trade_no}", provider=gateways.name(order)) from exc
     except ProviderUnavailable as exc:
-        raise _provider_failure(exc, what=f"close {order.out_trade_no}") from exc
+        raise _provider_failure(exc, what=f"close {order.out_trade_no}", provider=gateways.name(order)) from exc
     with transaction.atomic():
         locked = Order.objects.select_for_update().get(pk=order.pk)
         if locked.status == Order.Status.PENDING:
@@ -444,13 +458,13 @@ def _close_at_provider(order: Order) -> None:
 
 def _request_refund(refund: Refund, order: Order) -> RefundState:
     """Asks the provider for `refund`; repeating it with the same out_refund_no is safe."""
-    return providers.wechatpay(order.api_version).refund(
+    return gateways.for_order(order).refund(
         out_trade_no=order.out_trade_no,
         out_refund_no=refund.out_refund_no,
         total=order.amount,
         amount=refund.amount,
         reason=refund.reason,
-        notify_url=providers.notify_url("wechatpay_v2_refund" if order.api_version == "V2" else "wechatpay_v3"),
+        notify_url=gateways.refund_notify_url(order),
     )
 
 
@@ -474,7 +488,7 @@ def refund_order(*, staff: User, out_trade_no: str, amount: int, reason: str) ->
             raise AppError(ErrorCode.NOT_FOUND, "No such order.")
         if not _refundable(order):
             raise AppError(ErrorCode.CONFLICT, f"Only a paid order can be refunded; this one is {order.status}.")
-        if not providers.wechatpay_refunds_ready(order.api_version):
+        if not gateways.refunds_ready(order):
             raise AppError(ErrorCode.BAD_USER_INPUT, "v2 refunds need WECHATPAY_CLIENT_CERT and WECHATPAY_CLIENT_KEY.")
         refundable = refundable_amount(order)
         if not 1 <= amount <= refundable:
@@ -491,12 +505,12 @@ def refund_order(*, staff: User, out_trade_no: str, amount: int, reason: str) ->
         state = _request_refund(refund, order)
     except ProviderUnavailable as exc:
         # Stays PROCESSING: the same out_refund_no is safe to retry, and reconciliation asks later.
-        raise _provider_failure(exc, what=f"refund {refund.out_refund_no}") from exc
+        raise _provider_failure(exc, what=f"refund {refund.out_refund_no}", provider=gateways.name(order)) from exc
     except ProviderError as exc:
         if exc.errcode not in RETRYABLE_REFUND_ERRORS:
             # A definite no: the money did not move.
             Refund.objects.filter(pk=refund.pk).update(status=Refund.Status.CLOSED)
-        raise _provider_failure(exc, what=f"refund {refund.out_refund_no}") from exc
+        raise _provider_failure(exc, what=f"refund {refund.out_refund_no}", provider=gateways.name(order)) from exc
     Refund.objects.filter(pk=refund.pk, provider_refund_id="").update(provider_refund_id=state.refund_id)
     if state.status in ("SUCCESS", "CLOSED", "ABNORMAL"):
         apply_refund(state, source=PaymentEvent.Source.QUERY)
@@ -532,25 +546,25 @@ def _reconcile_order(order: Order, now: dt.datetime, report: ReconcileReport) ->
 
 
 def _reconcile_refund(refund: Refund, report: ReconcileReport) -> None:
-    client = providers.wechatpay(refund.order.api_version)
+    order = refund.order
     try:
-        state = client.query_refund(refund.out_refund_no)
+        state = gateways.for_order(order).query_refund(refund.out_refund_no, order.out_trade_no)
     except ProviderError as exc:
         if exc.errcode not in NOT_FOUND:
             raise
-        # Our request never reached WeChat Pay: send it again, same out_refund_no, same amount.
-        state = _request_refund(refund, refund.order)
-        logger.warning("refund %s was not at WeChat Pay; sent again", refund.out_refund_no)
+        # Our request never reached the provider: send it again, same out_refund_no, same amount.
+        state = _request_refund(refund, order)
+        logger.warning("refund %s was not at %s; sent again", refund.out_refund_no, gateways.name(order))
     if apply_refund(state, source=PaymentEvent.Source.QUERY) == Outcome.APPLIED:
         report.refunds += 1
 
 
-def _why(exc: Exception) -> str:
+def _why(exc: Exception, provider: str) -> str:
     if isinstance(exc, AppError):
         return exc.message
     if isinstance(exc, ProviderError):
-        return f"WeChat Pay refused: {exc.errcode} {exc.errmsg}"[:200]
-    return f"WeChat Pay unavailable: {exc}"[:200]
+        return f"{provider} refused: {exc.errcode} {exc.errmsg}"[:200]
+    return f"{provider} unavailable: {exc}"[:200]
 
 
 def reconcile(
@@ -570,7 +584,6 @@ def reconcile(
         candidates = list(
             Order.objects.select_for_update(skip_locked=True)
             .filter(
-                provider=Order.Provider.WECHATPAY,
                 status=Order.Status.PENDING,
                 created_at__lt=cutoff,
                 # A human is looking at it: closing it at expiry would overwrite what they need to see.
@@ -589,7 +602,7 @@ def reconcile(
         try:
             _reconcile_order(order, now, report)
         except (ProviderError, ProviderUnavailable, AppError) as exc:
-            report.failed.append((order.out_trade_no, _why(exc)))
+            report.failed.append((order.out_trade_no, _why(exc, gateways.name(order))))
         if progress:
             progress(done, total)
     for done, pk in enumerate(refunds, start=len(candidates) + 1):
@@ -597,7 +610,7 @@ def reconcile(
         try:
             _reconcile_refund(refund, report)
         except (ProviderError, ProviderUnavailable) as exc:
-            report.failed.append((refund.out_refund_no, _why(exc)))
+            report.failed.append((refund.out_refund_no, _why(exc, gateways.name(refund.order))))
         if progress:
             progress(done, total)
     return report

@@ -189,7 +189,8 @@ class WechatPayV2Client:
             raw=answer,
         )
 
-    def query_refund(self, out_refund_no: str) -> RefundState:
+    def query_refund(self, out_refund_no: str, out_trade_no: str = "") -> RefundState:
+        """`out_trade_no` is not needed here (Alipay's refund query needs it: one signature for both)."""
         answer = self._post("/pay/refundquery", {"out_refund_no": out_refund_no})
         self._require_success(answer)
         return RefundState(

@@ -215,7 +215,8 @@ class WechatPayV3Client:
         }
         return self._refund(self._request("POST", "/v3/refund/domestic/refunds", payload))
 
-    def query_refund(self, out_refund_no: str) -> RefundState:
+    def query_refund(self, out_refund_no: str, out_trade_no: str = "") -> RefundState:
+        """`out_trade_no` is not needed here (Alipay's refund query needs it: one signature for both)."""
         return self._refund(self._request("GET", f"/v3/refund/domestic/refunds/{quote(out_refund_no, safe='')}"))
 
     # --- front-end parameters ----------------------------------------------

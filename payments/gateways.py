@@ -1,0 +1,54 @@
+"""The provider behind an order, as payments.services asks of each: query, close, refund and query a
+refund (every client reports in providers.trades' shapes), and the app and merchant its results must name."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from config import providers
+from payments.models import Order
+from providers.trades import RefundState, Trade
+
+
+class Gateway(Protocol):
+    def query(self, out_trade_no: str) -> Trade: ...
+
+    def close(self, out_trade_no: str) -> None: ...
+
+    def refund(
+        self, *, out_trade_no: str, out_refund_no: str, total: int, amount: int, reason: str, notify_url: str
+    ) -> RefundState: ...
+
+    def query_refund(self, out_refund_no: str, out_trade_no: str = "") -> RefundState: ...
+
+
+def for_order(order: Order) -> Gateway:
+    if order.provider == Order.Provider.ALIPAY:
+        return providers.alipay()
+    return providers.wechatpay(order.api_version)
+
+
+def identity(order: Order) -> tuple[str, str]:
+    """(app, merchant) a verified result for `order` must name: ours, or it is not ours to apply."""
+    if order.provider == Order.Provider.ALIPAY:
+        alipay = providers.alipay_config()
+        return alipay.app_id, alipay.seller_id
+    wechatpay = providers.wechatpay_config()
+    return wechatpay.appid, wechatpay.mchid
+
+
+def refund_notify_url(order: Order) -> str:
+    if order.provider == Order.Provider.ALIPAY:
+        return providers.notify_url("alipay")  # Alipay sends refunds' notifies to the payment's URL anyway
+    return providers.notify_url("wechatpay_v2_refund" if order.api_version == "V2" else "wechatpay_v3")
+
+
+def refunds_ready(order: Order) -> bool:
+    if order.provider == Order.Provider.ALIPAY:
+        return providers.alipay_ready()
+    return providers.wechatpay_refunds_ready(order.api_version)
+
+
+def name(order: Order) -> str:
+    """The provider's name in logs, event keys and messages."""
+    return "Alipay" if order.provider == Order.Provider.ALIPAY else "WeChat Pay"
