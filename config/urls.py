@@ -17,6 +17,8 @@ urlpatterns = [
     path("notify/wechatpay/v2/", payment_views.wechatpay_v2, name="notify-wechatpay-v2"),
     path("notify/wechatpay/v2/refund/", payment_views.wechatpay_v2_refund, name="notify-wechatpay-v2-refund"),
     path("notify/wechatpay/v3/", payment_views.wechatpay_v3, name="notify-wechatpay-v3"),
+    path("notify/alipay/", payment_views.alipay, name="notify-alipay"),
+    path("pay/alipay/return/", payment_views.alipay_return, name="alipay-return"),
 ]
 
 if settings.BENCH_ENDPOINTS:

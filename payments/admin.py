@@ -103,7 +103,7 @@ class RefundForm(forms.Form):
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
     # Fits a 1280 px screen beside the filters (tests/test_pages_in_chromium.py): narrow columns, the flag
-    # beside the status, the API version and trade type in one.
+    # beside the status, the provider (WeChat Pay: its API version) and trade type in one.
     list_display = ("out_trade_no", "payer", "amount_listed", "status_listed", "channel", "created")
     list_select_related = ("user", "product")
     list_filter = ("needs_attention", "status", "provider", "api_version", "trade_type")
@@ -129,9 +129,10 @@ class OrderAdmin(admin.ModelAdmin):
     def refunded_shown(self, order: Order) -> str:
         return _money(order.refunded_amount)
 
-    @admin.display(description="channel", ordering="api_version")
+    @admin.display(description="channel", ordering="provider")
     def channel(self, order: Order) -> str:
-        return f"{order.api_version} {order.trade_type}"
+        # "V3 JSAPI" for WeChat Pay, "Alipay PAGE" for Alipay (which has one API version).
+        return f"{order.api_version or order.get_provider_display()} {order.trade_type}"
 
     @admin.display(description="user", ordering="user__username")
     def payer(self, order: Order) -> str:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from django.conf import settings
+from django.urls import reverse
+
 from config import providers
 from payments.models import Order
 from providers.trades import RefundState, Trade
@@ -52,3 +55,9 @@ def refunds_ready(order: Order) -> bool:
 def name(order: Order) -> str:
     """The provider's name in logs, event keys and messages."""
     return "Alipay" if order.provider == Order.Provider.ALIPAY else "WeChat Pay"
+
+
+def alipay_return_url() -> str:
+    """Where Alipay sends the payer's browser after paying: our return page, which verifies, syncs and
+    redirects on to the order's own return_url."""
+    return settings.PUBLIC_BASE_URL + reverse("alipay-return")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from config import providers
 from payments.models import Order, PaymentEvent
-from payments.services import Outcome, apply_refund, apply_trade
+from payments.services import Outcome, apply_refund, apply_trade, sync_returned_alipay_order
 from providers.trades import InvalidNotify
 from providers.wechatpay import v2
 from providers.wechatpay.v2_client import WechatPayV2Client
@@ -86,3 +86,28 @@ def wechatpay_v3(headers: Mapping[str, str], body: bytes) -> Outcome:
         return apply_trade(notify.trade, source=PaymentEvent.Source.NOTIFY)
     assert notify.refund is not None
     return apply_refund(notify.refund, source=PaymentEvent.Source.NOTIFY)
+
+
+def alipay(form: Mapping[str, str]) -> Outcome:
+    """An Alipay notify (the form as a plain dict): verified with Alipay's key, then matched (app_id,
+    seller_id, the amount) and applied by the same service as every other provider's."""
+    try:
+        notify = providers.alipay().parse_notify(form)
+    except InvalidNotify as exc:
+        logger.warning("alipay notify refused: %s", exc)
+        return Outcome.REFUSED
+    if notify.trade is not None:
+        return apply_trade(notify.trade, source=PaymentEvent.Source.NOTIFY)
+    assert notify.refund is not None
+    return apply_refund(notify.refund, source=PaymentEvent.Source.NOTIFY)
+
+
+def alipay_return(params: Mapping[str, str]) -> Order | None:
+    """The order a verified return redirect names, synced with Alipay (never from the redirect's own
+    fields); None when the redirect is not Alipay's or names no order of ours."""
+    try:
+        out_trade_no = providers.alipay().verify_return(params)
+    except InvalidNotify as exc:
+        logger.warning("alipay return refused: %s", exc)
+        return None
+    return sync_returned_alipay_order(out_trade_no)

@@ -22,6 +22,11 @@ OrderStatus = graphene.Enum("OrderStatus", [(s, s) for s in OrderModel.Status.va
 PaymentProvider = graphene.Enum("PaymentProvider", [(s, s) for s in OrderModel.Provider.values])
 TradeType = graphene.Enum("TradeType", [(s, s) for s in OrderModel.TradeType.values])
 ApiVersion = graphene.Enum("ApiVersion", [(s, s) for s in OrderModel.ApiVersion.values])
+AlipayMethod = graphene.Enum(
+    "AlipayMethod",
+    [("PAGE", "PAGE"), ("WAP", "WAP"), ("APP", "APP"), ("QR", "QR")],
+    description="PAGE: a desktop browser's pay page; WAP: a phone browser's; APP: the Alipay SDK; QR: a code to scan.",
+)
 RefundStatus = graphene.Enum("RefundStatus", [(s, s) for s in RefundModel.Status.values])
 
 
@@ -37,7 +42,7 @@ class Order(DjangoObjectType):
     status = OrderStatus(required=True)
     provider = PaymentProvider(required=True)
     trade_type = TradeType(required=True)
-    api_version = ApiVersion(required=True)
+    api_version = ApiVersion(description="WeChat Pay's API version; null for Alipay.")
     amount = graphene.Int(required=True, description="fen")
     refunded_amount = graphene.Int(required=True, description="fen")
     transaction_id = graphene.String()
@@ -80,8 +85,8 @@ class Order(DjangoObjectType):
         return str(OrderModel.TradeType(order.trade_type).value)
 
     @staticmethod
-    def resolve_api_version(order: OrderModel, info: GraphQLResolveInfo) -> str:
-        return str(OrderModel.ApiVersion(order.api_version).value)
+    def resolve_api_version(order: OrderModel, info: GraphQLResolveInfo) -> str | None:
+        return str(OrderModel.ApiVersion(order.api_version).value) if order.api_version else None
 
 
 class OrderConnection(relay.Connection):
@@ -205,6 +210,47 @@ class CreateWechatPayOrder(graphene.Mutation):
         )
 
 
+class CreateAlipayOrderInput(graphene.InputObjectType):
+    sku = graphene.String(required=True)
+    quantity = graphene.Int(required=True)
+    method = AlipayMethod(required=True)
+    return_url = graphene.String(
+        description="PAGE and WAP: the front end's page the payer lands on, with outTradeNo and status "
+        "added (its host must be in ALIPAY_RETURN_HOSTS)."
+    )
+
+
+class CreateAlipayOrder(graphene.Mutation):
+    """Creates a server-priced order and what the payer opens to pay it with Alipay."""
+
+    class Arguments:
+        input = CreateAlipayOrderInput(required=True)
+
+    order = graphene.Field(Order, required=True)
+    pay_url = graphene.String(description="PAGE and WAP: open in the browser (a GET).")
+    order_string = graphene.String(description="APP: pass to the Alipay SDK's payOrder as is.")
+    qr_code = graphene.String(description="QR: render as a QR code for the payer to scan.")
+
+    @staticmethod
+    @login_required
+    def mutate(root: Any, info: GraphQLResolveInfo, input: dict[str, Any]) -> CreateAlipayOrder:
+        user = current_user(info)
+        enforce(info.context, group="createOrder:user", key=lambda g, r: str(user.pk), rate=settings.RATELIMIT_ORDER)
+        payment = services.create_alipay_order(
+            user=user,
+            sku=input["sku"],
+            quantity=input["quantity"],
+            method=input["method"].value,
+            return_url=input.get("return_url") or "",
+        )
+        return CreateAlipayOrder(
+            order=payment.order,
+            pay_url=payment.pay_url or None,
+            order_string=payment.order_string or None,
+            qr_code=payment.code_url or None,
+        )
+
+
 class SyncOrder(graphene.Mutation):
     """Asks the provider for the order's state (use after wx.requestPayment; its callback is not proof)."""
 
@@ -249,6 +295,7 @@ class RefundOrder(graphene.Mutation):
 
 class Mutation(graphene.ObjectType):
     create_wechat_pay_order = CreateWechatPayOrder.Field()
+    create_alipay_order = CreateAlipayOrder.Field()
     sync_order = SyncOrder.Field()
     close_order = CloseOrder.Field()
     refund_order = RefundOrder.Field()

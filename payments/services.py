@@ -11,10 +11,12 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from accounts.models import User
 from accounts.selectors import openid_in
@@ -86,13 +88,56 @@ def _provider_failure(exc: Exception, *, what: str, provider: str = "WeChat Pay"
 # --- create ---------------------------------------------------------------------
 
 
+WECHATPAY_TRADE_TYPES = {"JSAPI", "NATIVE", "H5", "APP"}
+ALIPAY_METHODS = {"PAGE", "WAP", "APP", "QR"}
+
+
+def _product(sku: str, quantity: int) -> Product:
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise AppError(ErrorCode.BAD_USER_INPUT, f"quantity must be 1 to {MAX_QUANTITY}.")
+    product = Product.objects.filter(sku=sku, active=True).first()
+    if product is None:
+        raise AppError(ErrorCode.NOT_FOUND, "No such product: check the sku in `products`.")
+    return product
+
+
+def _pending_order(purchase: dict[str, Any], **fields: Any) -> Order:
+    """The user's pending order for the same purchase, or a new one: a retry reuses it, so the provider
+    sees one order, not two. A new one is committed before the provider is called, so even a fast
+    notify finds it."""
+    now = timezone.now()
+    order = (
+        # at least 6 minutes left: WeChat Pay v2 refuses a time_expire less than 5 minutes away
+        Order.objects.filter(**purchase, status=Order.Status.PENDING, expires_at__gt=now + dt.timedelta(minutes=6))
+        .order_by("-created_at")
+        .first()
+    )
+    if order is None:
+        order = Order.objects.create(
+            **purchase,
+            **fields,
+            out_trade_no=new_out_trade_no(),
+            expires_at=now + dt.timedelta(seconds=settings.ORDER_TTL),
+        )
+        logger.info(
+            "order %s created: %s x%s = %s fen",
+            order.out_trade_no,
+            purchase["product"].sku,
+            purchase["quantity"],
+            order.amount,
+        )
+    return order
+
+
 @dataclass
 class Payment:
     order: Order
     pay_params: dict[str, str] | None = None
     app_params: dict[str, str] | None = None
-    code_url: str = ""
+    code_url: str = ""  # WeChat Pay NATIVE; Alipay QR: the qr_code
     h5_url: str = ""
+    pay_url: str = ""  # Alipay PAGE and WAP: the signed gateway URL the browser opens
+    order_string: str = ""  # Alipay APP: for the Alipay SDK
 
 
 def create_wechatpay_order(
@@ -105,45 +150,23 @@ def create_wechatpay_order(
         raise AppError(
             ErrorCode.BAD_USER_INPUT, f"WeChat Pay {api_version} is not configured here: use the other version."
         )
-    if trade_type not in Order.TradeType.values:
+    if trade_type not in WECHATPAY_TRADE_TYPES:
         raise AppError(ErrorCode.BAD_USER_INPUT, "tradeType must be JSAPI, NATIVE, H5 or APP.")
-    if not 1 <= quantity <= MAX_QUANTITY:
-        raise AppError(ErrorCode.BAD_USER_INPUT, f"quantity must be 1 to {MAX_QUANTITY}.")
-    product = Product.objects.filter(sku=sku, active=True).first()
-    if product is None:
-        raise AppError(ErrorCode.NOT_FOUND, "No such product: check the sku in `products`.")
+    product = _product(sku, quantity)
     openid = openid_in(user, providers.wechatpay_config().appid)
     if trade_type == Order.TradeType.JSAPI and not openid:
         raise AppError(ErrorCode.BAD_USER_INPUT, "JSAPI payments need a WeChat login: call wechatLogin first.")
-    amount = product.price * quantity  # integer fen, from the server's price
-    now = timezone.now()
     purchase = {
         "user": user,
         "product": product,
         "quantity": quantity,
-        "amount": amount,
+        "amount": product.price * quantity,  # integer fen, from the server's price
         "provider": Order.Provider.WECHATPAY,
         "api_version": api_version,
         "trade_type": trade_type,
     }
-    # A retry of the same purchase reuses the pending order, so the provider sees one order, not two.
-    order = (
-        # at least 6 minutes left: v2 refuses a time_expire less than 5 minutes away
-        Order.objects.filter(**purchase, status=Order.Status.PENDING, expires_at__gt=now + dt.timedelta(minutes=6))
-        .order_by("-created_at")
-        .first()
-    )
     client = providers.wechatpay(api_version)
-    if order is None:
-        # Committed before the provider is called, so even a fast notify finds it.
-        order = Order.objects.create(
-            **purchase,
-            out_trade_no=new_out_trade_no(),
-            sign_type=client.sign_type,
-            payer_openid=openid,
-            expires_at=now + dt.timedelta(seconds=settings.ORDER_TTL),
-        )
-        logger.info("order %s created: %s x%s = %s fen", order.out_trade_no, product.sku, quantity, amount)
+    order = _pending_order(purchase, sign_type=client.sign_type, payer_openid=openid)
     if not (order.prepay_id or order.code_url or order.h5_url):
         try:
             prepay = client.create(
@@ -167,6 +190,65 @@ def create_wechatpay_order(
         payment.pay_params = client.jsapi_params(order.prepay_id)
     elif trade_type == Order.TradeType.APP:
         payment.app_params = client.app_params(order.prepay_id)
+    return payment
+
+
+def return_url_allowed(url: str) -> bool:
+    """An absolute http(s) URL on an ALIPAY_RETURN_HOSTS host: the return page redirects the browser there."""
+    return urlsplit(url).scheme in ("http", "https") and url_has_allowed_host_and_scheme(
+        url, allowed_hosts=set(settings.ALIPAY_RETURN_HOSTS)
+    )
+
+
+def create_alipay_order(*, user: User, sku: str, quantity: int, method: str, return_url: str) -> Payment:
+    """A server-priced Alipay order and what the payer opens: a pay URL (PAGE, WAP), the SDK's order
+    string (APP) or a QR code (QR). `return_url` is the front end's page the payer lands on after
+    paying (PAGE and WAP), through our return page."""
+    if not providers.alipay_ready():
+        raise AppError(ErrorCode.BAD_USER_INPUT, "Alipay is not configured here.")
+    if method not in ALIPAY_METHODS:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "method must be PAGE, WAP, APP or QR.")
+    if method in ("PAGE", "WAP") and not return_url:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "PAGE and WAP payments need a returnUrl.")
+    if return_url and (
+        len(return_url) > Order._meta.get_field("return_url").max_length or not return_url_allowed(return_url)
+    ):
+        raise AppError(ErrorCode.BAD_USER_INPUT, "returnUrl must be an http(s) address on an allowed host.")
+    product = _product(sku, quantity)
+    purchase = {
+        "user": user,
+        "product": product,
+        "quantity": quantity,
+        "amount": product.price * quantity,  # integer fen, from the server's price
+        "provider": Order.Provider.ALIPAY,
+        "api_version": "",
+        "trade_type": method,
+        "return_url": return_url,
+    }
+    order = _pending_order(purchase, sign_type="RSA2")
+    client = providers.alipay()
+    trade = {
+        "out_trade_no": order.out_trade_no,
+        "total": order.amount,
+        "subject": product.title,
+        "notify_url": providers.notify_url("alipay"),
+        "time_expire": order.expires_at,
+    }
+    payment = Payment(order=order)
+    if method == "PAGE":
+        payment.pay_url = client.page_pay_url(**trade, return_url=gateways.alipay_return_url())
+    elif method == "WAP":
+        payment.pay_url = client.wap_pay_url(**trade, return_url=gateways.alipay_return_url(), quit_url=return_url)
+    elif method == "APP":
+        payment.order_string = client.app_order_string(**trade)
+    else:
+        if not order.code_url:
+            try:
+                order.code_url = client.precreate(**trade)
+            except (ProviderUnavailable, ProviderError) as exc:
+                raise _provider_failure(exc, what=f"create {order.out_trade_no}", provider="Alipay") from exc
+            order.save(update_fields=["code_url"])
+        payment.code_url = order.code_url
     return payment
 
 
@@ -397,7 +479,23 @@ def _query(order: Order) -> Trade:
 
 def sync_order(*, user: User, out_trade_no: str) -> Order:
     """Asks the provider (the front end's "paid" callback is never trusted) and applies the answer."""
-    order = order_for(user=user, out_trade_no=out_trade_no)
+    return _sync(order_for(user=user, out_trade_no=out_trade_no))
+
+
+def sync_returned_alipay_order(out_trade_no: str) -> Order | None:
+    """syncOrder for the payer Alipay's return page sends back (its redirect is verified, the buyer
+    is not logged in there): the order, synced when Alipay answers, else as it stands."""
+    order = Order.objects.filter(out_trade_no=out_trade_no, provider=Order.Provider.ALIPAY).first()
+    if order is None:
+        return None
+    try:
+        return _sync(order)
+    except AppError as exc:
+        logger.warning("return page of %s: %s", out_trade_no, exc.message)
+        return order
+
+
+def _sync(order: Order) -> Order:
     gateway = gateways.for_order(order)
     try:
         apply_trade(_query(order), source=PaymentEvent.Source.QUERY)
@@ -533,14 +631,19 @@ class ReconcileReport:
 
 
 def _reconcile_order(order: Order, now: dt.datetime, report: ReconcileReport) -> None:
-    trade = _query(order)
-    outcome = apply_trade(trade, source=PaymentEvent.Source.QUERY)
-    if outcome == Outcome.APPLIED:
+    try:
+        trade: Trade | None = _query(order)
+    except ProviderError as exc:
+        if exc.errcode not in NOT_FOUND:
+            raise
+        trade = None  # the provider never saw it (an Alipay payer who never opened the page)
+    outcome = Outcome.NO_CHANGE if trade is None else apply_trade(trade, source=PaymentEvent.Source.QUERY)
+    if trade is not None and outcome == Outcome.APPLIED:
         if trade.state in ("SUCCESS", "REFUND"):
             report.paid += 1
         else:
             report.closed += 1
-    elif trade.state in ("NOTPAY", "USERPAYING", "PAYERROR") and order.expires_at <= now:
+    elif (trade is None or trade.state in ("NOTPAY", "USERPAYING", "PAYERROR")) and order.expires_at <= now:
         _close_at_provider(order)
         report.closed += 1
 

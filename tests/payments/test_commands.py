@@ -3,11 +3,14 @@ and seed_demo_products."""
 
 from __future__ import annotations
 
+import datetime as dt
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
+from config import providers
 from payments.models import Order, Product
 from tests.factories import OrderFactory
 from tests.payments.notify_bodies import paid_at_sandbox, place_order
@@ -32,14 +35,32 @@ def test_reconcile_orders_command_prints_progress_and_a_summary(products, buyer,
 
 def test_reconcile_orders_says_why_each_order_failed(products, buyer, wechatpay_sandbox, settings):
     settings.RECONCILE_AFTER = 0
-    # Stored here but never placed at the sandbox (e.g. its state was lost): the query is refused.
-    stranded = OrderFactory(user=buyer, product=products["coffee"], provider="WECHATPAY", api_version="V2")
+    order = OrderFactory(user=buyer, product=products["coffee"], provider="WECHATPAY", api_version="V2")
+    providers.sandbox().set_fault("wechatpay", "http_500", 5)
     out = StringIO()
     call_command("reconcile_orders", stdout=out)
     text = out.getvalue()
-    assert f"  failed {stranded.out_trade_no}: WeChat Pay refused: ORDERNOTEXIST" in text, text
+    assert f"  failed {order.out_trade_no}: WeChat Pay unavailable: " in text, text
     assert "checked 1 orders: 0 paid, 0 closed; 0 refunds completed; 1 failed" in text, text
-    assert Order.objects.get(pk=stranded.pk).status == "PENDING"
+    assert Order.objects.get(pk=order.pk).status == "PENDING"
+
+
+def test_reconcile_orders_closes_an_expired_order_the_provider_never_saw(products, buyer, wechatpay_sandbox, settings):
+    settings.RECONCILE_AFTER = 0
+    # Stored here but never placed at the sandbox (a create that never reached it): ORDERNOTEXIST.
+    live = OrderFactory(user=buyer, product=products["coffee"], provider="WECHATPAY", api_version="V2")
+    expired = OrderFactory(
+        user=buyer,
+        product=products["coffee"],
+        provider="WECHATPAY",
+        api_version="V3",
+        expires_at=timezone.now() - dt.timedelta(seconds=1),
+    )
+    out = StringIO()
+    call_command("reconcile_orders", stdout=out)
+    assert "checked 2 orders: 0 paid, 1 closed; 0 refunds completed; 0 failed" in out.getvalue(), out.getvalue()
+    assert Order.objects.get(pk=live.pk).status == "PENDING"
+    assert Order.objects.get(pk=expired.pk).status == "CLOSED"
 
 
 def test_reconcile_orders_older_than_overrides_reconcile_after(products, buyer, wechatpay_sandbox, settings):
