@@ -41,6 +41,8 @@ RETRYABLE_REFUND_ERRORS = {
     "FREQUENCY_LIMITED",
     "ACQ.SYSTEM_ERROR",  # Alipay: "retry with the same out_request_no"
 }
+# A close refused because the order is closed or paid already: its state (queried next) says which.
+CLOSED_OR_PAID = {"ORDERCLOSED", "ORDER_CLOSED", "ORDERPAID", "ACQ.TRADE_STATUS_ERROR"}
 NOT_FOUND = {"ORDERNOTEXIST", "ORDER_NOT_EXIST", "REFUNDNOTEXIST", "RESOURCE_NOT_EXISTS", "ACQ.TRADE_NOT_EXIST"}
 
 ALLOWED = {
@@ -528,7 +530,7 @@ def _close_at_provider(order: Order) -> None:
         try:
             gateways.for_order(order).close(order.out_trade_no)
         except ProviderError as exc:
-            if exc.errcode not in NOT_FOUND | {"ORDERCLOSED", "ORDER_CLOSED", "ORDERPAID"}:
+            if exc.errcode not in NOT_FOUND | CLOSED_OR_PAID:
                 raise
         # A close answer does not prove the order is unpaid (v3 answers 204 even for unknown
         # orders); only the order's state does.
