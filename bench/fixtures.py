@@ -2,17 +2,20 @@
 
 Run by run.sh with exactly the gunicorn workers' environment (the same DATABASE_URL, REDIS_URL,
 CACHE_KEY_PREFIX, SECRET_KEY, JWT_SECRET_KEY, SANDBOX=1), so it sees the same database and the
-same sandbox keys (shared through the cache key "sbx:wxp:keys", see config/providers.py):
+same sandbox keys (shared through the cache keys "sbx:wxp:keys" and "sbx:alipay:keys", see
+config/providers.py):
 
-    fixtures.py setup WORK RUN_ID ORDERS_USER_ID TOKEN "PHASES" V2_PER_SECOND V3_PER_SECOND
+    fixtures.py setup WORK RUN_ID ORDERS_USER_ID TOKEN "PHASES" V2_PER_SECOND V3_PER_SECOND ALIPAY_PER_SECOND
         PHASES is "warmup:5 r1:10 r2:10 ..." (phase:seconds). Creates the products, 60 orders of
         the `orders` user (whose TOKEN it is), and per phase ceil(rate x seconds) PENDING orders
-        of a notify-only user for each version with a rate > 0 (out_trade_no B2<run><phase><n> and
-        B3<run><phase><n>); writes WORK/notify_v2-PHASE.lines (one notify a line: out_trade_no TAB
-        the signed XML body, built as providers/sandbox/wechatpay.py WechatPaySimulator.pay_notify
-        builds it) and WORK/notify_v3-PHASE.orders (what `sign` needs). Then measures the SQL statements of one
-        request of each scenario (`me`, a first login, the `orders` page, a v2 and a v3 notify; Django's test
-        client through the whole stack, CaptureQueriesContext) and writes them to WORK/sql.txt (+ WORK/sql-*.log).
+        of a notify-only user for each kind with a rate > 0 (out_trade_no B2<run><phase><n>,
+        B3<run><phase><n> and BA<run><phase><n>, Alipay PAGE orders); writes WORK/notify_v2-PHASE.lines
+        (one notify a line: out_trade_no TAB the signed XML body, built as providers/sandbox/wechatpay.py
+        WechatPaySimulator.pay_notify builds it), WORK/notify_alipay-PHASE.lines (out_trade_no TAB the
+        RSA2-signed form body Alipay posts) and WORK/notify_v3-PHASE.orders (what `sign` needs). Then
+        measures the SQL statements of one request of each scenario (`me`, a first login, the `orders`
+        page, a v2, a v3 and an Alipay notify; Django's test client through the whole stack,
+        CaptureQueriesContext) and writes them to WORK/sql.txt (+ WORK/sql-*.log).
     fixtures.py sign WORK PHASE [COUNT]
         Builds and signs the v3 TRANSACTION.SUCCESS notifies of PHASE now (Wechatpay-Timestamp is
         checked against the server's clock, +-5 min): WORK/notify_v3-PHASE.lines, one notify a
@@ -38,6 +41,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -56,6 +60,9 @@ from django.utils import timezone  # noqa: E402
 from accounts.models import User  # noqa: E402
 from config import providers  # noqa: E402
 from payments.models import Order, PaymentEvent, Product  # noqa: E402
+from providers.alipay.client import yuan  # noqa: E402
+from providers.alipay.signing import sign_content  # noqa: E402
+from providers.rsa import sign_sha256  # noqa: E402
 from providers.sandbox.wechatpay import v3_notify_body as sandbox_v3_notify_body  # noqa: E402
 from providers.wechatpay import v2  # noqa: E402
 from providers.wechatpay.types import CHINA  # noqa: E402
@@ -64,9 +71,14 @@ ORDERS_QUERY = "{ orders(first: 50) { edges { node { outTradeNo status amount pr
 ME_QUERY = "{ me { id openid nickname } }"
 LOGIN_QUERY = "mutation Login($code: String!) { wechatLogin(code: $code) { token refreshToken created user { id } } }"
 V2_OK = b"<return_code><![CDATA[SUCCESS]]></return_code>"
+ALIPAY_OK = b"success"  # the whole body: anything else makes Alipay retry
+ALIPAY_CONTENT_TYPE = "application/x-www-form-urlencoded; charset=utf-8"
 PRICE = 990
 ORDERS_OF_USER = 60
 PHASE_TAGS = {"warmup": "w00", "probe": "q00"}
+# The kind of notify orders -> the letter after "B" in their out_trade_no; the scenario of each kind.
+KIND_LETTERS = {"V2": "2", "V3": "3", "ALIPAY": "A"}
+SCENARIO_KINDS = {"notify_v2": "V2", "notify_v3": "V3", "notify_alipay": "ALIPAY"}
 
 
 def _tag(phase: str) -> str:
@@ -74,8 +86,8 @@ def _tag(phase: str) -> str:
     return PHASE_TAGS.get(phase) or f"r{int(phase[1:]):02d}"
 
 
-def out_trade_no(version: str, run: str, phase: str, n: int) -> str:
-    return f"B{version[-1]}{run}{_tag(phase)}{n:06d}"  # e.g. B2a1b2c3d4r01000042: <= 32 characters
+def out_trade_no(kind: str, run: str, phase: str, n: int) -> str:
+    return f"B{KIND_LETTERS[kind]}{run}{_tag(phase)}{n:06d}"  # e.g. B2a1b2c3d4r01000042: <= 32 characters
 
 
 def _phases(text: str) -> list[tuple[str, float]]:
@@ -181,11 +193,91 @@ def v3_headers(line: str) -> tuple[dict[str, str], bytes]:
     return headers, body.encode("utf-8")
 
 
+# --- Alipay notifies: the form fields Alipay posts, as tests/payments/alipay_bodies.py makes them -------
+
+_ALIPAY_KEY = ""
+
+
+def _alipay_key() -> str:
+    """The private key the sandbox signs as Alipay with; the workers verify with its public half."""
+    return providers.alipay_sandbox_keys()[1]
+
+
+def _alipay_signer_init(pem: str) -> None:
+    global _ALIPAY_KEY
+    _ALIPAY_KEY = pem
+
+
+def _wire_now() -> str:
+    return _now_china().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def alipay_notify(item: tuple[str, int, str]) -> bytes:
+    """Alipay's asynchronous notify that a PAGE order was paid (TRADE_SUCCESS), RSA2-signed over every
+    other non-empty field but sign_type, URL-encoded as Alipay posts it."""
+    order_no, amount, subject = item
+    now = _wire_now()
+    form = {
+        "notify_time": now,
+        "notify_type": "trade_status_sync",
+        "notify_id": secrets.token_hex(16),
+        "app_id": settings.ALIPAY_APPID,
+        "charset": "utf-8",
+        "version": "1.0",
+        "sign_type": "RSA2",
+        # Alipay's form is date + "22001" + digits; here unique by construction (event key and column).
+        "trade_no": _now_china().strftime("%Y%m%d") + "22001" + order_no,
+        "out_trade_no": order_no,
+        "buyer_id": "2088102177846880",
+        "seller_id": settings.ALIPAY_SELLER_ID,
+        "trade_status": "TRADE_SUCCESS",
+        "total_amount": yuan(amount),
+        "receipt_amount": yuan(amount),
+        "subject": subject,
+        "gmt_create": now,
+        "gmt_payment": now,
+    }
+    form["sign"] = sign_sha256(_ALIPAY_KEY or _alipay_key(), sign_content(form, for_verification=True))
+    return urlencode(form, quote_via=quote).encode("ascii")
+
+
+def alipay_notifies(items: list[tuple[str, int, str]]) -> list[bytes]:
+    """The notifies of `items` (out_trade_no, fen, subject); RSA signing (~0.8 ms each) in a pool when many."""
+    pem = _alipay_key()
+    workers = min(os.cpu_count() or 1, 4)
+    if len(items) >= 1000 and workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers, _alipay_signer_init, (pem,)) as pool:
+            return pool.map(alipay_notify, items, chunksize=256)
+    _alipay_signer_init(pem)
+    return [alipay_notify(item) for item in items]
+
+
 # --- setup --------------------------------------------------------------------------------------
 
 
-def _create_orders(user: User, product: Product, version: str, numbers: list[str], **extra: object) -> None:
+def _order_fields(kind: str) -> dict[str, str]:
+    """What the server stores for an order of this kind: a WeChat Pay JSAPI order of API version V2
+    or V3, or an Alipay PAGE order."""
+    if kind == "ALIPAY":
+        return {
+            "provider": Order.Provider.ALIPAY,
+            "api_version": "",
+            "trade_type": Order.TradeType.PAGE,
+            "sign_type": "RSA2",
+        }
+    return {
+        "provider": Order.Provider.WECHATPAY,
+        "api_version": kind,
+        "trade_type": Order.TradeType.JSAPI,
+        "sign_type": settings.WECHATPAY_V2_SIGN_TYPE if kind == "V2" else "RSA",
+    }
+
+
+def _create_orders(user: User, product: Product, kind: str, numbers: list[str], **extra: object) -> None:
     expires = timezone.now() + dt.timedelta(days=1)
+    fields = _order_fields(kind)
     rows = [
         Order(
             out_trade_no=number,
@@ -193,11 +285,8 @@ def _create_orders(user: User, product: Product, version: str, numbers: list[str
             product=product,
             quantity=1,
             amount=product.price,
-            provider=Order.Provider.WECHATPAY,
-            api_version=version,
-            trade_type=Order.TradeType.JSAPI,
-            sign_type=settings.WECHATPAY_V2_SIGN_TYPE if version == "V2" else "RSA",
             expires_at=expires,
+            **fields,
             **extra,
         )
         for number in numbers
@@ -283,9 +372,9 @@ def _probe(work: Path, run: str, token: str, notify_user: User, product: Product
         lambda n: _graphql(client, ORDERS_QUERY, token=token),
         lambda r: answered(r, "orders", lambda d: bool(d) and len(d["edges"]) == 50),
     )
-    numbers = {ver: [out_trade_no(ver, run, "probe", n) for n in range(2)] for ver in ("V2", "V3")}
-    for ver, nums in numbers.items():
-        _create_orders(notify_user, product, ver, nums)
+    numbers = {kind: [out_trade_no(kind, run, "probe", n) for n in range(2)] for kind in KIND_LETTERS}
+    for kind, nums in numbers.items():
+        _create_orders(notify_user, product, kind, nums)
     v2_bodies = [v2_notify(number, product.price, settings.WECHATPAY_V2_SIGN_TYPE) for number in numbers["V2"]]
     twice(
         "notify_v2",
@@ -305,13 +394,20 @@ def _probe(work: Path, run: str, token: str, notify_user: User, product: Product
         ),
         lambda r: r.status_code == 204,
     )
-    paid = Order.objects.filter(out_trade_no__in=numbers["V2"] + numbers["V3"], status=Order.Status.PAID).count()
-    if paid != 4:
-        raise SystemExit(f"probe: {paid} of 4 probe orders are PAID after their notifies")
+    alipay_bodies = alipay_notifies([(number, product.price, product.title) for number in numbers["ALIPAY"]])
+    twice(
+        "notify_alipay",
+        lambda n: client.post("/notify/alipay/", alipay_bodies[n], content_type=ALIPAY_CONTENT_TYPE),
+        lambda r: r.status_code == 200 and r.content == ALIPAY_OK,
+    )
+    probed = [number for nums in numbers.values() for number in nums]
+    paid = Order.objects.filter(out_trade_no__in=probed, status=Order.Status.PAID).count()
+    if paid != len(probed):
+        raise SystemExit(f"probe: {paid} of {len(probed)} probe orders are PAID after their notifies")
     return out
 
 
-def setup(work: Path, run: str, orders_user_id: int, token: str, phases: str, v2_rate: float, v3_rate: float) -> None:
+def setup(work: Path, run: str, orders_user_id: int, token: str, phases: str, rates: dict[str, float]) -> None:
     started = time.monotonic()
     user = User.objects.get(pk=orders_user_id)
     _orders_of_user(user, run)
@@ -321,15 +417,21 @@ def setup(work: Path, run: str, orders_user_id: int, token: str, phases: str, v2
     notify_user.save()
     created = 0
     for phase, seconds in _phases(phases):
-        for version, rate in (("V2", v2_rate), ("V3", v3_rate)):
+        for kind, rate in rates.items():
             if rate <= 0:
                 continue
             count = math.ceil(rate * seconds)
-            numbers = [out_trade_no(version, run, phase, n) for n in range(count)]
+            numbers = [out_trade_no(kind, run, phase, n) for n in range(count)]
             with transaction.atomic():
-                _create_orders(notify_user, product, version, numbers)
+                _create_orders(notify_user, product, kind, numbers)
             created += count
-            if version == "V2":
+            if kind == "ALIPAY":
+                # No timestamp of theirs is checked: signed here, once, like the v2 bodies.
+                bodies = alipay_notifies([(number, product.price, product.title) for number in numbers])
+                with open(work / f"notify_alipay-{phase}.lines", "wb") as fh:
+                    for number, body in zip(numbers, bodies, strict=True):
+                        fh.write(number.encode() + b"\t" + body + b"\n")
+            elif kind == "V2":
                 sign_type = settings.WECHATPAY_V2_SIGN_TYPE
                 with open(work / f"notify_v2-{phase}.lines", "wb") as fh:
                     for number in numbers:
@@ -409,9 +511,9 @@ def _answers(path: Path) -> dict[str, set[str]]:
 def verify(work: Path, phases: str, modes: str, run: str) -> int:
     status = 0
     for mode in modes.split():
-        if mode not in ("notify_v2", "notify_v3"):
+        kind = SCENARIO_KINDS.get(mode)
+        if kind is None:
             continue
-        version = "V2" if mode == "notify_v2" else "V3"
         totals = dict.fromkeys(("good", "answered", "sent", "paid", "events", "inflight", "inflight_paid"), 0)
         problems: list[str] = []
         for phase, _ in _phases(phases):
@@ -421,7 +523,7 @@ def verify(work: Path, phases: str, modes: str, run: str) -> int:
             except OSError:
                 problems.append(f"{phase}: no answers file")
                 continue
-            prefix = f"B{version[-1]}{run}{_tag(phase)}"
+            prefix = f"B{KIND_LETTERS[kind]}{run}{_tag(phase)}"
             paid = set(
                 Order.objects.filter(out_trade_no__startswith=prefix, status=Order.Status.PAID).values_list(
                     "out_trade_no", flat=True
@@ -461,8 +563,9 @@ def verify(work: Path, phases: str, modes: str, run: str) -> int:
 
 def main() -> int:
     args = sys.argv[1:]
-    if len(args) == 8 and args[0] == "setup":
-        setup(Path(args[1]), args[2], int(args[3]), args[4], args[5], float(args[6]), float(args[7]))
+    if len(args) == 9 and args[0] == "setup":
+        rates = dict(zip(("V2", "V3", "ALIPAY"), map(float, args[6:9]), strict=True))
+        setup(Path(args[1]), args[2], int(args[3]), args[4], args[5], rates)
         return 0
     if len(args) in (3, 4) and args[0] == "sign":
         sign(Path(args[1]), args[2], int(args[3]) if len(args) == 4 and args[3] else None)

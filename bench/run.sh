@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark: the bare Django view, the GraphQL `me` query, the `wechatLogin` mutation, WeChat Pay
-# v2 and v3 pay notifies and the `orders` page, side by side in one run, against gunicorn (production's
-# config/gunicorn.conf.py: gthread; 2 workers) on PostgreSQL + Redis.
+# v2 and v3 pay notifies, Alipay pay notifies and the `orders` page, side by side in one run, against
+# gunicorn (production's config/gunicorn.conf.py: gthread; 2 workers) on PostgreSQL + Redis.
 #
 #   bash bench/run.sh            (from the repository root; see bench/README.md)
 #
@@ -9,11 +9,12 @@
 #   BENCH_THREADS [1]  BENCH_CONNECTIONS [8]  BENCH_DURATION [10s]  wrk's -t -c -d, the same for every scenario
 #   BENCH_ROUNDS [3]        rounds of the scenarios back to back; the report gives the medians
 #   BENCH_WARMUP [5s]       warm-up per scenario, not measured
-#   BENCH_SCENARIOS ["bare floor me login notify_v2 notify_v3 orders"]: floor is `{ __typename }`,
-#                           for information (no target)
+#   BENCH_SCENARIOS ["bare floor me login notify_v2 notify_v3 notify_alipay orders"]: floor is
+#                           `{ __typename }`, for information (no target)
 #   BENCH_LOGIN_USERS [0]   0: each login is a new user; N: logins of N returning users
-#   BENCH_NOTIFY_RATE_V2 [2400]  BENCH_NOTIFY_RATE_V3 [2000]: fresh pending orders (and notifies)
-#                           prepared per second of each phase; a phase that runs out fails the run
+#   BENCH_NOTIFY_RATE_V2 [2400]  BENCH_NOTIFY_RATE_V3 [2000]  BENCH_NOTIFY_RATE_ALIPAY [1500]: fresh
+#                           pending orders (and notifies) prepared per second of each phase; a phase
+#                           that runs out fails the run
 #   BENCH_PORT [a free one]   BENCH_DB [wxbackend_bench]
 #   BENCH_QUIET_WAIT [60]   before each round, wait up to this many seconds while other programs
 #                           keep the machine over 15% busy (0: never wait)
@@ -37,9 +38,10 @@ DURATION="${BENCH_DURATION:-10s}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 WARMUP="${BENCH_WARMUP:-5s}"
 DB_NAME="${BENCH_DB:-wxbackend_bench}"
-SCENARIOS="${BENCH_SCENARIOS:-bare floor me login notify_v2 notify_v3 orders}"
+SCENARIOS="${BENCH_SCENARIOS:-bare floor me login notify_v2 notify_v3 notify_alipay orders}"
 NOTIFY_RATE_V2="${BENCH_NOTIFY_RATE_V2:-2400}"
 NOTIFY_RATE_V3="${BENCH_NOTIFY_RATE_V3:-2000}"
+NOTIFY_RATE_ALIPAY="${BENCH_NOTIFY_RATE_ALIPAY:-1500}"
 LOGIN_USERS="${BENCH_LOGIN_USERS:-0}"
 KEEP_LOGS="${BENCH_KEEP_LOGS:-0}"
 GUNICORN_THREADS="${BENCH_THREADS_PER_WORKER:-4}"
@@ -59,12 +61,14 @@ die() { log "ERROR: $*"; exit 1; }
 case "$ROUNDS" in ''|*[!0-9]*) die "BENCH_ROUNDS must be a number" ;; esac
 case "$LOGIN_USERS" in ''|*[!0-9]*) die "BENCH_LOGIN_USERS must be a number" ;; esac
 case "$QUIET_WAIT" in ''|*[!0-9]*) die "BENCH_QUIET_WAIT must be a number of seconds" ;; esac
-case "$NOTIFY_RATE_V2$NOTIFY_RATE_V3" in ''|*[!0-9]*) die "BENCH_NOTIFY_RATE_V2/V3 must be numbers" ;; esac
+case "$NOTIFY_RATE_V2$NOTIFY_RATE_V3$NOTIFY_RATE_ALIPAY" in
+    ''|*[!0-9]*) die "BENCH_NOTIFY_RATE_V2/V3/ALIPAY must be numbers" ;;
+esac
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || die "BENCH_ROUNDS must be 1 to 20"
 for mode in $SCENARIOS; do
     case "$mode" in
-        bare|floor|me|login|notify_v2|notify_v3|orders) ;;
-        *) die "unknown scenario $mode (bare, floor, me, login, notify_v2, notify_v3, orders)" ;;
+        bare|floor|me|login|notify_v2|notify_v3|notify_alipay|orders) ;;
+        *) die "unknown scenario $mode (bare, floor, me, login, notify_v2, notify_v3, notify_alipay, orders)" ;;
     esac
 done
 has() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -254,7 +258,7 @@ orders_token 0
 log "preparing: 60 orders of the orders user (id $LOGIN_USER_ID); pending orders and notifies for [$PHASES]"
 timeout 600 "${FIXTURES[@]}" setup "$WORK" "$RUN_ID" "$LOGIN_USER_ID" "$TOKEN" "$PHASES" \
     "$(has notify_v2 && echo "$NOTIFY_RATE_V2" || echo 0)" "$(has notify_v3 && echo "$NOTIFY_RATE_V3" || echo 0)" \
-    2>&3 || die "bench/fixtures.py setup failed"
+    "$(has notify_alipay && echo "$NOTIFY_RATE_ALIPAY" || echo 0)" 2>&3 || die "bench/fixtures.py setup failed"
 
 # prepare_phase MODE PHASE: what a scenario needs just before it runs (not measured).
 prepare_phase() {
@@ -274,6 +278,7 @@ run_wrk() {
         bare) url="$BASE/bench/bare" ;;
         notify_v2) url="$BASE/notify/wechatpay/v2/" ;;
         notify_v3) url="$BASE/notify/wechatpay/v3/" ;;
+        notify_alipay) url="$BASE/notify/alipay/" ;;
     esac
     # wrk stops by itself after DURATION; the timeout is a safety net.
     # `time` records wrk's own CPU (user and system seconds) for the CPU table.
@@ -349,7 +354,7 @@ if [ -n "$PYSPY" ]; then
 fi
 
 # --- the database against the notify answers -------------------------------------------------
-if has notify_v2 || has notify_v3; then
+if has notify_v2 || has notify_v3 || has notify_alipay; then
     sleep 1  # the last notifies in flight when wrk stopped are still being applied
     timeout 120 "${FIXTURES[@]}" verify "$WORK" "$PHASES" "$SCENARIOS" "$RUN_ID" >"$WORK/verify.txt" 2>&3 \
         || log "the database disagrees with the notify answers (see the report)"

@@ -1,18 +1,19 @@
 -- wrk script for bench/run.sh: builds the request of one scenario and checks every answer.
 --
 -- Configured through the environment (set by run.sh):
---   BENCH_MODE         bare | floor | me | login | notify_v2 | notify_v3 | orders
+--   BENCH_MODE         bare | floor | me | login | notify_v2 | notify_v3 | notify_alipay | orders
 --   BENCH_TOKEN        the access token for `me` and `orders` (sent as "Authorization: JWT <token>")
 --   BENCH_RUN          a run id, so login codes are unique across runs as well as requests
 --   BENCH_LOGIN_USERS  0: every login code is a new WeChat user (a first login, the default);
 --                      N > 0: the codes belong to N users, who log in again and again
---   BENCH_DATA         notify_v2 / notify_v3: the file of notifies of this phase, one a line, written
---                      by bench/fixtures.py, tab-separated: out_trade_no and the XML body (v2), or
---                      out_trade_no, timestamp, nonce, signature, serial and the JSON body (v3).
+--   BENCH_DATA         notify_*: the file of notifies of this phase, one a line, written by
+--                      bench/fixtures.py, tab-separated: out_trade_no and the XML body (v2), or
+--                      out_trade_no, timestamp, nonce, signature, serial and the JSON body (v3), or
+--                      out_trade_no and the URL-encoded form body (Alipay).
 --                      Each is sent once: thread t of n takes the lines t, t+n, t+2n, ...; a thread
 --                      that runs out stops and counts it as `exhausted` (a failed run), never
 --                      reusing a notify.
---   BENCH_IDS          notify_v2 / notify_v3: done() writes here which notifies were answered well
+--   BENCH_IDS          notify_*: done() writes here which notifies were answered well
 --                      ("ok <out_trade_no>"), badly ("bad ...") or not at all ("inflight ...": sent,
 --                      no answer read when wrk stopped). Each notify carries its out_trade_no as
 --                      X-Request-ID, which the server's RequestIdMiddleware echoes in the answer.
@@ -23,7 +24,7 @@
 --
 -- A request counts as good only when the status is the expected one (200; 204 for notify_v3), a
 -- GraphQL body has no "errors" key and the body carries what the scenario expects (orders: exactly
--- 50 nodes). done() prints one machine-readable BENCH_RESULT line; `issued` is the number of
+-- 50 nodes; notify_alipay: exactly "success", as Alipay reads it). done() prints one machine-readable BENCH_RESULT line; `issued` is the number of
 -- requests built (sent), so issued - requests were in flight when wrk stopped.
 
 local mode = os.getenv("BENCH_MODE") or "bare"
@@ -51,6 +52,7 @@ local expect = ({
 })[mode]
 local expect_status = (mode == "notify_v3") and 204 or 200
 local graphql = ({ floor = true, me = true, login = true, orders = true })[mode] or false
+local notify_mode = ({ notify_v2 = true, notify_v3 = true, notify_alipay = true })[mode] or false
 
 local threads = {}
 local counter = 0
@@ -113,7 +115,7 @@ function init(args)
     }, mode == "me" and ME_QUERY or ORDERS_QUERY)
   elseif mode == "login" then
     login_headers = { ["Content-Type"] = "application/json" }
-  elseif mode == "notify_v2" or mode == "notify_v3" then
+  elseif notify_mode then
     notifies = load_notifies()
     checked = thread_id ~= 1
     script_check = wrk.format("GET", "/bench/bare", { ["X-Request-ID"] = "wrk-script-check" })
@@ -145,7 +147,7 @@ function request()
     if item == nil then
       -- Out of fresh notifies: never resend one. The run is marked failed (exhausted > 0).
       exhausted = exhausted + 1
-      note_bad("ran out of fresh notifies after " .. issued .. ": raise BENCH_NOTIFY_RATE_V2 / _V3")
+      note_bad("ran out of fresh notifies after " .. issued .. ": raise BENCH_NOTIFY_RATE_V2 / _V3 / _ALIPAY")
       wrk.thread:stop()
       return spent
     end
@@ -154,6 +156,12 @@ function request()
     if mode == "notify_v2" then
       return wrk.format("POST", "/notify/wechatpay/v2/", {
         ["Content-Type"] = "text/xml",
+        ["X-Request-ID"] = item[1],
+      }, item[2])
+    end
+    if mode == "notify_alipay" then
+      return wrk.format("POST", "/notify/alipay/", {
+        ["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8",
         ["X-Request-ID"] = item[1],
       }, item[2])
     end
@@ -203,7 +211,7 @@ function response(status, headers, body)
     gql_errors = gql_errors + 1
     note_bad(body)
   elseif (expect and not body:find(expect, 1, true)) or (mode == "notify_v3" and body ~= "")
-    or (mode == "orders" and count_nodes(body) ~= 50) then
+    or (mode == "notify_alipay" and body ~= "success") or (mode == "orders" and count_nodes(body) ~= 50) then
     unexpected = unexpected + 1
     note_bad(body)
   else
@@ -238,7 +246,7 @@ function done(summary, latency, requests)
   if bad ~= "" then
     io.write("BENCH_FIRST_BAD " .. bad:gsub("\n", " ") .. "\n")
   end
-  if ids_file ~= "" and (mode == "notify_v2" or mode == "notify_v3") then
+  if ids_file ~= "" and notify_mode then
     local fh = assert(io.open(ids_file, "w"))
     for _, t in ipairs(threads) do
       for _, id in ipairs(t:get("ok_ids") or {}) do fh:write("ok ", id, "\n") end
