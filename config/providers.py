@@ -20,6 +20,7 @@ from django.core.cache import cache
 
 from providers.alipay.client import AlipayClient, AlipayConfig
 from providers.http import HttpConfig, make_session
+from providers.sandbox.alipay import AlipaySimulator, SandboxAlipayApp
 from providers.sandbox.core import Sandbox
 from providers.sandbox.transport import SandboxTransport
 from providers.sandbox.wechat import SandboxApp, WechatSimulator
@@ -63,6 +64,27 @@ def sandbox() -> Sandbox:
             ),
             box,
             deliver_http,
+            retry_seconds=settings.SANDBOX_NOTIFY_RETRY_SECONDS,
+        )
+    )
+    app_key, alipay_key = alipay_sandbox_keys()
+    alipay_app = alipay_config()  # certificate mode: the SNs Alipay knows the app's certificates by
+    box.register(
+        AlipaySimulator(
+            cache,
+            SandboxAlipayApp(
+                app_id=settings.ALIPAY_APPID,
+                seller_id=settings.ALIPAY_SELLER_ID,
+                # Alipay verifies with the key the app uploaded: its certificate's in certificate mode.
+                app_public_key=public_key_pem(pem_text(settings.ALIPAY_APP_CERT) or app_key),
+                alipay_private_key=alipay_key,
+                app_cert_sn=alipay_app.app_cert_sn,
+                alipay_root_cert_sn=alipay_app.alipay_root_cert_sn,
+                alipay_cert_sn=alipay_app.alipay_cert_sn,
+            ),
+            box,
+            deliver_http,
+            pages_url=settings.PUBLIC_BASE_URL + "/sandbox/alipay",
             retry_seconds=settings.SANDBOX_NOTIFY_RETRY_SECONDS,
         )
     )

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import requests
+from Crypto.PublicKey import RSA
 
+from providers.alipay import signing
 from tests import browser
 from tests.helpers import CREATE_ORDER, LOGIN, create_order_input, graphql_over_http, sandbox_notifies
 from tests.processes import clean_env, free_port, make_run, run_python, running_server
@@ -22,8 +25,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """`make run`'s server (its dev superuser and demo products) with a paid and a pending order."""
     tmp = tmp_path_factory.mktemp("pages")
     port = free_port()
+    # The app's key and the one the sandbox signs as Alipay with: this test signs Alipay requests with the first.
+    alipay_keys = tuple(RSA.generate(2048).export_key().decode() for _ in range(2))
     env = clean_env(
-        DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}", DEV_SECRETS_FILE=str(tmp / "s.json"), PORT=str(port)
+        DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
+        DEV_SECRETS_FILE=str(tmp / "s.json"),
+        PORT=str(port),
+        ALIPAY_APPID=ALIPAY_APPID,
+        ALIPAY_SELLER_ID="2088000000000001",
+        ALIPAY_PRIVATE_KEY=alipay_keys[0],
+        SANDBOX_ALIPAY_PRIVATE_KEY=alipay_keys[1],
     )
     with running_server(env, port=port) as url:
         for command in ("ensure_dev_superuser", "seed_demo_products"):
@@ -37,7 +48,52 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
             orders.append(created["order"]["outTradeNo"])
         assert requests.post(f"{url}/sandbox/pay/{orders[0]}", timeout=30).status_code == 202
         assert [d["status"] for d in sandbox_notifies(url, orders[0])] in ([200], [204])
-        yield {"url": url, "paid": orders[0], "pending": orders[1], "screenshots": tmp}
+        yield {
+            "url": url,
+            "paid": orders[0],
+            "pending": orders[1],
+            "screenshots": tmp,
+            "alipay_keys": alipay_keys,
+            # The server's PUBLIC_BASE_URL (its default): where its pages and notify URLs are.
+            "public": f"http://localhost:{port}",
+        }
+
+
+ALIPAY_APPID = "9021000000000007"
+
+
+def _alipay_request(server: dict[str, Any], method: str, biz: dict[str, Any], **extra: str) -> dict[str, str]:
+    """A request signed with the app's key, as the Alipay SDKs sign them."""
+    params = {
+        "app_id": ALIPAY_APPID,
+        "method": method,
+        "charset": "utf-8",
+        "sign_type": "RSA2",
+        "timestamp": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() + 8 * 3600)),
+        "version": "1.0",
+        "biz_content": signing.compact_json(biz),
+        **extra,
+    }
+    params["sign"] = signing.sign(params, server["alipay_keys"][0])
+    return params
+
+
+def _alipay_trade(server: dict[str, Any], method: str, **extra: str) -> tuple[str, str]:
+    """(out_trade_no, what the payer opens): a page or WAP pay URL, a precreate's qr_code, or an app order string."""
+    number = "A" + str(time.time_ns())
+    biz = {"out_trade_no": number, "total_amount": "18.00", "subject": "Coffee 咖啡"}
+    if method == "alipay.trade.wap.pay":
+        biz["quit_url"] = server["public"] + "/sandbox/"
+    notify_url = server["public"] + "/notify/alipay/"
+    params = _alipay_request(server, method, biz, notify_url=notify_url, **extra)
+    gateway = f"{server['url']}/sandbox/alipay/gateway.do"
+    if method == "alipay.trade.precreate":
+        answer = requests.post(gateway, data=params, timeout=30).json()["alipay_trade_precreate_response"]
+        assert answer["code"] == "10000", answer
+        return number, answer["qr_code"]
+    if method == "alipay.trade.app.pay":
+        return number, urlencode(params)
+    return number, f"{gateway}?{urlencode(params)}"
 
 
 def _fits(driver: Any) -> tuple[int, int]:
@@ -105,6 +161,109 @@ def test_pay_at_the_cashier_shows_the_result_page_with_our_servers_answer(server
         )
         assert "attempt 1" in answer and "HTTP 200" in answer and "SUCCESS" in answer, answer  # a v2 order
         driver.save_screenshot(str(server["screenshots"] / "sandbox-paid-390.png"))
+        assert browser.problems(driver) == []
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_alipay_pages_are_readable_at_1280_and_390_px(server, width):
+    from selenium.webdriver.common.by import By
+
+    back = {"return_url": server["public"] + "/sandbox/"}
+    _, page_pay = _alipay_trade(server, "alipay.trade.page.pay", **back)
+    _, wap_pay = _alipay_trade(server, "alipay.trade.wap.pay", **back)
+    _, qr_code = _alipay_trade(server, "alipay.trade.precreate")
+    refused = page_pay.replace("Coffee", "Tea")  # changed after signing
+    pages = {
+        "alipay-cashier": (page_pay, "Alipay cashier"),
+        "alipay-wap-cashier": (wap_pay, "Alipay cashier"),
+        "alipay-scan": (qr_code, "Scanned with Alipay"),
+        "alipay-app": (server["url"] + "/sandbox/alipay/app", "Alipay app"),
+        "alipay-error": (refused, "Alipay refused the request"),
+    }
+    with browser.chromium(width=width) as driver:
+        for name, (url, heading) in pages.items():
+            driver.get(url)
+            assert driver.find_element(By.TAG_NAME, "h1").text == heading, name
+            if name != "alipay-app" and name != "alipay-error":
+                assert driver.find_element(By.ID, "amount").text == "¥18.00"
+                assert driver.find_element(By.ID, "state").text == "WAIT_BUYER_PAY"
+            if name == "alipay-wap-cashier":
+                assert driver.find_element(By.ID, "quit").get_attribute("href") == server["public"] + "/sandbox/"
+            scroll, inner = _fits(driver)
+            assert scroll <= inner, f"{name} is {scroll} px wide in a {inner} px window"
+            browser.resize(driver, width)
+            driver.save_screenshot(str(server["screenshots"] / f"sandbox-{name}-{width}.png"))
+            # The error page's 400 is its own status, not a failed load of anything it needs.
+            assert [p for p in browser.problems(driver) if "/sandbox/alipay/error" not in p] == [], name
+
+
+def test_pay_at_the_alipay_cashier_returns_to_the_shop_with_a_signed_return(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    shop = server["public"] + "/sandbox/"
+    number, page_pay = _alipay_trade(server, "alipay.trade.page.pay", return_url=shop)
+    with browser.chromium(width=390) as driver:
+        driver.get(page_pay)  # the gateway sends the browser on to the cashier
+        assert driver.current_url == f"{server['public']}/sandbox/alipay/cashier/{number}"
+        assert driver.find_element(By.ID, "subject").text == "Coffee 咖啡"
+        driver.find_element(By.CSS_SELECTOR, "#pay button").click()
+        WebDriverWait(driver, 20).until(lambda d: "method=alipay.trade.page.pay.return" in d.current_url)
+        landed = urlsplit(driver.current_url)
+        assert f"{landed.scheme}://{landed.netloc}{landed.path}" == shop
+        assert browser.problems(driver) == []
+    params = dict(parse_qsl(landed.query))
+    assert (params["out_trade_no"], params["total_amount"], params["app_id"]) == (number, "18.00", ALIPAY_APPID)
+    alipay_public_key = RSA.import_key(server["alipay_keys"][1]).public_key().export_key().decode()
+    assert signing.verify(params, alipay_public_key)
+    # The notify went to our server from the sandbox's thread (answered by our notify view).
+    notifies = f"{server['url']}/sandbox/alipay/cashier/{number}/notifies"
+    deadline = time.monotonic() + 20
+    while not (seen := requests.get(notifies, timeout=10).json())["deliveries"]:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.1)
+    assert seen["trade_status"] == "TRADE_SUCCESS" and seen["deliveries"][0]["attempt"] == 1
+
+
+def test_the_alipay_scan_page_pays_and_shows_our_servers_answer(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    number, qr_code = _alipay_trade(server, "alipay.trade.precreate")
+    with browser.chromium(width=390) as driver:
+        driver.get(qr_code)
+        driver.find_element(By.CSS_SELECTOR, "#pay button").click()
+        WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith(f"/cashier/{number}/result"))
+        assert driver.find_element(By.TAG_NAME, "h1").text == "Paid"
+        assert driver.find_element(By.ID, "state").text == "TRADE_SUCCESS"
+        # The notify arrives from the sandbox's thread; the page shows our server's answer once it has.
+        answer = WebDriverWait(driver, 20).until(
+            lambda d: (text := d.find_element(By.CSS_SELECTOR, "#deliveries li").text) != "none yet" and text
+        )
+        assert "attempt 1" in answer and "HTTP " in answer, answer
+        driver.save_screenshot(str(server["screenshots"] / "sandbox-alipay-scan-paid-390.png"))
+        assert browser.problems(driver) == []
+
+
+def test_the_alipay_app_page_takes_a_pasted_order_string_and_pays_it(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    number, order_string = _alipay_trade(server, "alipay.trade.app.pay")
+    with browser.chromium(width=390) as driver:
+        driver.get(server["url"] + "/sandbox/alipay/app")
+        pasted = driver.find_element(By.ID, "order-string")
+        driver.execute_script("arguments[0].value = arguments[1]", pasted, order_string)  # a paste
+        driver.find_element(By.CSS_SELECTOR, "#app button").click()
+        WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith(f"/sandbox/alipay/cashier/{number}"))
+        assert driver.find_element(By.TAG_NAME, "h1").text == "Alipay app"
+        assert driver.find_element(By.ID, "amount").text == "¥18.00"
+        driver.find_element(By.CSS_SELECTOR, "#pay button").click()
+        WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith(f"/cashier/{number}/result"))
+        app_result = json.loads(driver.find_element(By.ID, "app-result").text)
+        assert app_result["alipay_trade_app_pay_response"]["out_trade_no"] == number
+        assert app_result["alipay_trade_app_pay_response"]["code"] == "10000"
+        driver.save_screenshot(str(server["screenshots"] / "sandbox-alipay-app-paid-390.png"))
         assert browser.problems(driver) == []
 
 

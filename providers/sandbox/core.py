@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import secrets
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
 FAULTS = ("timeout", "http_500", "malformed", "bad_signature")
+# (status, body) of our notify endpoint's answer
+Deliver = Callable[[str, dict[str, str], bytes], tuple[int, str]]
+DELIVERIES_TTL = 7 * 24 * 3600
+_CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 # The faults that replace a whole answer (bad_signature spoils a signed one instead).
 ANSWER_FAULTS = ("timeout", "http_500", "malformed")
 
@@ -89,6 +95,68 @@ def locked(store: Store, key: str, *, ttl: int = 10, wait: float = 10.0) -> Iter
     finally:
         if store.get(key) == owner:
             store.delete(key)
+
+
+@dataclass(frozen=True)
+class OutgoingNotify:
+    """One notify on its way: where it goes, what it says, and when our endpoint has taken it."""
+
+    record: str  # the cache key its attempts are recorded under
+    url: str
+    body: bytes
+    headers: Callable[[], dict[str, str]]
+    accepted: Callable[[int, str], bool]
+    alive: Callable[[], bool]  # False once the sandbox forgot the order or refund: no more retries
+
+
+class NotifySender:
+    """How a simulator sends its notifies, as the providers do: the first attempt now and, until our endpoint
+    accepts one, the next ones from a thread after each of `retry_seconds`; every attempt is recorded.
+    A simulator inheriting it sets `store`, `deliver` and `retry_seconds`."""
+
+    store: Store
+    deliver: Deliver
+    retry_seconds: tuple[float, ...]
+
+    def _attempt(self, notify: OutgoingNotify, attempt: int, copy: int) -> tuple[int, str]:
+        try:
+            answer = self.deliver(notify.url, notify.headers(), notify.body)
+        except (OSError, ValueError) as exc:  # our notify URL did not answer (requests' errors are OSErrors)
+            answer = (0, f"not delivered: {exc}")
+        self._record_delivery(notify.record, answer, attempt=attempt, copy=copy)
+        return answer
+
+    def _deliver_with_retries(self, notify: OutgoingNotify, copy: int) -> tuple[int, str]:
+        """The first attempt now; if it is not answered with success, the next ones on a thread after each
+        of `retry_seconds`, until one is (or the sandbox forgot the order)."""
+        first = self._attempt(notify, 1, copy)
+        if not notify.accepted(*first) and self.retry_seconds:
+            threading.Thread(target=self._retry, args=(notify, copy), daemon=True).start()
+        return first
+
+    def _retry(self, notify: OutgoingNotify, copy: int) -> None:
+        for attempt, pause in enumerate(self.retry_seconds, start=2):
+            time.sleep(pause)
+            if not notify.alive():
+                return
+            if notify.accepted(*self._attempt(notify, attempt, copy)):
+                return
+        logger.warning("sandbox: notify to %s given up after %d attempts", notify.url, len(self.retry_seconds) + 1)
+
+    def _record_delivery(self, record: str, answer: tuple[int, str], *, attempt: int, copy: int) -> None:
+        with locked(self.store, f"{record}:lock"):
+            value = self.store.get(record)
+            delivered = list(value) if isinstance(value, list) else []
+            delivered.append(
+                {
+                    "status": answer[0],
+                    "body": answer[1],
+                    "attempt": attempt,
+                    "copy": copy,
+                    "at": dt.datetime.now(_CHINA).replace(microsecond=0).isoformat(),
+                }
+            )
+            self.store.set(record, delivered, DELIVERIES_TTL)
 
 
 class InjectedFault(Exception):

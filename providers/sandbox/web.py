@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
@@ -13,6 +14,8 @@ from django.urls import URLPattern, path, reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from core.money import yuan
+from providers.sandbox.alipay import PRODUCTS, AlipaySimulator
+from providers.sandbox.alipay import REFUND_OUTCOMES as ALIPAY_REFUND_OUTCOMES
 from providers.sandbox.core import FAULTS, Sandbox, SandboxRequest
 from providers.sandbox.wechat import WechatSimulator
 from providers.sandbox.wechatpay import PAY_OUTCOMES, REFUND_OUTCOMES, REFUND_PRESETS, UNPAID, WechatPaySimulator
@@ -68,6 +71,18 @@ def _see(name: str, *args: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(reverse(name, args=args), status=303)
 
 
+def _web_url(url: str) -> str:
+    """`url` when a browser may be sent there (http or https), else ""."""
+    return url if urlsplit(url).scheme in ("http", "https") and urlsplit(url).netloc else ""
+
+
+def _alipay_state(trade: dict[str, Any]) -> str:
+    """The base page's colour class of an Alipay trade_status (a refunded trade closes paid: green)."""
+    if trade["status"] == "TRADE_CLOSED":
+        return "REFUND" if trade["gmt_payment"] else "CLOSED"
+    return "SUCCESS" if trade["status"] == "TRADE_SUCCESS" else "NOTPAY"
+
+
 def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
     def wechat() -> WechatSimulator:
         simulator = get_sandbox().providers["wechat"]
@@ -82,8 +97,14 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
             "faults": FAULTS,
             "pending": json.dumps(get_sandbox().faults()),
             "orders": orders,
+            "alipay_app_id": alipay().app.app_id,
+            "alipay_trades": [
+                {**trade, "yuan": yuan(trade["amount"]), "state": _alipay_state(trade)}
+                for trade in alipay().recent_trades()
+            ],
         }
-        return render(request, "sandbox/index.html", context)
+        # The index page with the Alipay section added below it.
+        return render(request, "sandbox/alipay_index.html", context)
 
     @csrf_exempt
     def user_data(request: HttpRequest) -> HttpResponse:
@@ -291,6 +312,141 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
             return JsonResponse({"status": outcome, "notified": False})
         return JsonResponse({"status": outcome, "notified": True, "answer": {"status": answer[0], "body": answer[1]}})
 
+    def alipay() -> AlipaySimulator:
+        simulator = get_sandbox().providers["alipay"]
+        assert isinstance(simulator, AlipaySimulator)
+        return simulator
+
+    def _alipay_context(trade: dict[str, Any]) -> dict[str, Any]:
+        simulator = alipay()
+        refunds = [{**refund, "yuan": yuan(refund["amount"])} for refund in trade["refunds"].values()]
+        return {
+            "trade": trade,
+            "state": _alipay_state(trade),
+            "yuan": yuan(trade["amount"]),
+            "product": PRODUCTS[trade["product"]],
+            "payable": trade["status"] == "WAIT_BUYER_PAY",
+            "quit_url": _web_url(trade["quit_url"]) if trade["product"] == "wap" else "",
+            "refunds": refunds,
+            "refund_outcomes": ALIPAY_REFUND_OUTCOMES,
+            "deliveries": simulator.deliveries(trade["out_trade_no"]),
+            "notifies": reverse("sandbox-alipay-notifies", args=[trade["out_trade_no"]]),
+        }
+
+    @csrf_exempt
+    def alipay_cashier(request: HttpRequest, out_trade_no: str) -> HttpResponse:
+        """GET: the cashier page of a page, WAP or app trade. POST pays it: its notify is sent from a thread,
+        and the browser goes on to the return_url with the signed return parameters (or, with none, to the
+        result page). API clients get JSON (202) with that `return_url` and the URL listing the notifies."""
+        simulator = alipay()
+        if request.method == "GET":
+            trade = simulator.trade(out_trade_no)
+            if trade is None:
+                return _problem(request, 404, "No such trade at the sandbox.")
+            return render(request, "sandbox/alipay_cashier.html", _alipay_context(trade))
+        if request.method != "POST":
+            return JsonResponse({"error": "GET or POST"}, status=405)
+        try:
+            trade, paid_now = simulator.pay(out_trade_no)
+        except LookupError as exc:
+            return _problem(request, 404, str(exc))
+        except ValueError as exc:
+            return _problem(request, 409, str(exc))
+        if paid_now:
+            simulator.send_pay_notify_later(out_trade_no)
+        back = simulator.return_url(out_trade_no)
+        if _from_a_page(request):
+            return HttpResponseRedirect(back, status=303) if back else _see("sandbox-alipay-result", out_trade_no)
+        notifies = reverse("sandbox-alipay-notifies", args=[out_trade_no])
+        return JsonResponse(
+            {"paid": True, "trade_status": trade["status"], "return_url": back, "notifies": notifies}, status=202
+        )
+
+    @csrf_exempt
+    def alipay_cancel(request: HttpRequest, out_trade_no: str) -> HttpResponse:
+        """The payer leaves the cashier: the trade stays unpaid (a WAP payer goes back to its quit_url)."""
+        if request.method != "POST":
+            return JsonResponse({"error": "POST"}, status=405)
+        trade = alipay().trade(out_trade_no)
+        if trade is None:
+            return _problem(request, 404, "No such trade at the sandbox.")
+        if not _from_a_page(request):
+            return JsonResponse({"trade_status": trade["status"]})
+        quit_url = _web_url(trade["quit_url"]) if trade["product"] == "wap" else ""
+        return HttpResponseRedirect(quit_url, status=303) if quit_url else _see("sandbox-alipay-result", out_trade_no)
+
+    def alipay_result(request: HttpRequest, out_trade_no: str) -> HttpResponse:
+        """After Pay (a trade with no return_url) or Cancel: the trade's state and our server's answers."""
+        simulator = alipay()
+        trade = simulator.trade(out_trade_no)
+        if trade is None:
+            return _problem(request, 404, "No such trade at the sandbox.")
+        context = _alipay_context(trade)
+        context["app_result"] = simulator.app_result(out_trade_no) if trade["product"] == "app" else ""
+        return render(request, "sandbox/alipay_result.html", context)
+
+    def alipay_notifies(request: HttpRequest, out_trade_no: str) -> HttpResponse:
+        """Every attempt to deliver the trade's notifies: `deliveries` of the pay notify, `events` of each."""
+        simulator = alipay()
+        trade = simulator.trade(out_trade_no)
+        if trade is None:
+            return JsonResponse({"error": "no such trade at the sandbox"}, status=404)
+        events = ["pay", "close", *(f"refund:{number}" for number in trade["refunds"])]
+        return JsonResponse(
+            {
+                "trade_status": trade["status"],
+                "deliveries": simulator.deliveries(out_trade_no),
+                "events": {event: simulator.deliveries(out_trade_no, event) for event in events},
+            }
+        )
+
+    @csrf_exempt
+    def alipay_refund_outcome(request: HttpRequest, out_trade_no: str) -> HttpResponse:
+        """POST JSON `{"outcome": "SYSTEM_ERROR" | "SUCCESS"}`: how the trade's next refund is answered."""
+        if request.method != "POST":
+            return JsonResponse({"error": "POST"}, status=405)
+        outcome = _outcome(request, ALIPAY_REFUND_OUTCOMES, default=None)
+        if outcome is None:
+            return JsonResponse(
+                {"error": f'send JSON {{"outcome": one of {list(ALIPAY_REFUND_OUTCOMES)}}}'}, status=400
+            )
+        try:
+            trade = alipay().set_refund_outcome(out_trade_no, outcome)
+        except LookupError as exc:
+            return _problem(request, 404, str(exc))
+        if _from_a_page(request):
+            return _see("sandbox-alipay-cashier", out_trade_no)
+        return JsonResponse({"refund_outcome": trade["refund_outcome"]})
+
+    def alipay_scan(request: HttpRequest, code: str) -> HttpResponse:
+        """What scanning a precreate `qr_code` with the Alipay app shows: the trade, Pay and Cancel."""
+        trade = alipay().trade_by_qr_code(code)
+        if trade is None:
+            return _problem(request, 404, "No such QR code at the sandbox.")
+        return render(request, "sandbox/alipay_cashier.html", {**_alipay_context(trade), "scanned": True})
+
+    @csrf_exempt
+    def alipay_app(request: HttpRequest) -> HttpResponse:
+        """The Alipay app: GET a page to paste an app payment's order string; POST it (`order_string`) and the
+        app verifies it and shows the trade to pay (or Alipay's error)."""
+        if request.method == "GET":
+            return render(request, "sandbox/alipay_app.html", {"order_string": ""})
+        if request.method != "POST":
+            return JsonResponse({"error": "GET or POST"}, status=405)
+        order_string = request.POST.get("order_string", "")
+        if len(order_string) > MAX_BODY:
+            return _problem(request, 413, "The order string is too long.")
+        trade, error = alipay().app_pay(order_string)
+        if trade is None:
+            context = {"order_string": order_string, "error": error}
+            return render(request, "sandbox/alipay_app.html", context, status=400)
+        return _see("sandbox-alipay-cashier", trade["out_trade_no"])
+
+    def alipay_error(request: HttpRequest) -> HttpResponse:
+        """The page Alipay shows a browser whose pay request it refused (the gateway redirects here)."""
+        error = {name: request.GET.get(name, "")[:2000] for name in ("code", "msg", "sub_code", "sub_msg")}
+        return render(request, "sandbox/alipay_error.html", {"error": error}, status=400)
+
     return [
         path("", index, name="sandbox-index"),
         path("pay/<str:out_trade_no>", cashier, name="sandbox-cashier"),
@@ -301,5 +457,18 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
         path("refund/<str:out_refund_no>", refund_complete, name="sandbox-refund"),
         path("wechat/user-data", user_data, name="sandbox-user-data"),
         path("faults", faults, name="sandbox-faults"),
+        # Alipay's pages (the simulator redirects to these paths under its pages_url: keep them in step).
+        path("alipay/cashier/<str:out_trade_no>", alipay_cashier, name="sandbox-alipay-cashier"),
+        path("alipay/cashier/<str:out_trade_no>/cancel", alipay_cancel, name="sandbox-alipay-cancel"),
+        path("alipay/cashier/<str:out_trade_no>/result", alipay_result, name="sandbox-alipay-result"),
+        path("alipay/cashier/<str:out_trade_no>/notifies", alipay_notifies, name="sandbox-alipay-notifies"),
+        path(
+            "alipay/cashier/<str:out_trade_no>/refund-outcome",
+            alipay_refund_outcome,
+            name="sandbox-alipay-refund-outcome",
+        ),
+        path("alipay/qr/<str:code>", alipay_scan, name="sandbox-alipay-scan"),
+        path("alipay/app", alipay_app, name="sandbox-alipay-app"),
+        path("alipay/error", alipay_error, name="sandbox-alipay-error"),
         path("<slug:provider>/<path:rest>", provider_api, name="sandbox-provider"),
     ]

@@ -53,7 +53,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from providers.sandbox.core import Sandbox, SandboxRequest, SandboxResponse, Store, locked
+from providers.sandbox.core import (
+    Deliver,
+    NotifySender,
+    OutgoingNotify,
+    Sandbox,
+    SandboxRequest,
+    SandboxResponse,
+    Store,
+    locked,
+)
 from providers.wechat.crypto import pkcs7_pad
 from providers.wechatpay import v2, v3
 from providers.wechatpay.types import CHINA
@@ -61,8 +70,6 @@ from providers.wechatpay.types import CHINA
 logger = logging.getLogger(__name__)
 
 ORDER_TTL = 7 * 24 * 3600
-# (status, body) of our notify endpoint's answer
-Deliver = Callable[[str, dict[str, str], bytes], tuple[int, str]]
 # Seconds between notify attempts after a failed one; WeChat Pay's own run for about a day.
 DEFAULT_RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -201,7 +208,7 @@ def _v3_accepted(status: int, body: str) -> bool:
     return status in (200, 204)
 
 
-class WechatPaySimulator:
+class WechatPaySimulator(NotifySender):
     name = "wechatpay"
 
     def __init__(
@@ -1033,7 +1040,7 @@ class WechatPaySimulator:
         order = self.order(out_trade_no)
         accepted = _v2_accepted if order and order["version"] == "V2" else _v3_accepted
         together = threading.Barrier(copies)
-        notify = _Notify(
+        notify = OutgoingNotify(
             record=self._deliveries_key(out_trade_no),
             url=url,
             body=body,
@@ -1066,7 +1073,7 @@ class WechatPaySimulator:
         refund = self.refund(out_refund_no)
         if not url or refund is None:
             return None
-        notify = _Notify(
+        notify = OutgoingNotify(
             record=self._refund_deliveries_key(out_refund_no),
             url=url,
             body=body,
@@ -1076,31 +1083,6 @@ class WechatPaySimulator:
         )
         answer = self._deliver_with_retries(notify, copy=1)
         return None if answer[0] == 0 else answer
-
-    def _attempt(self, notify: _Notify, attempt: int, copy: int) -> tuple[int, str]:
-        try:
-            answer = self.deliver(notify.url, notify.headers(), notify.body)
-        except (OSError, ValueError) as exc:  # our notify URL did not answer (requests' errors are OSErrors)
-            answer = (0, f"not delivered: {exc}")
-        self._record_delivery(notify.record, answer, attempt=attempt, copy=copy)
-        return answer
-
-    def _deliver_with_retries(self, notify: _Notify, copy: int) -> tuple[int, str]:
-        """The first attempt now; if it is not answered with success, the next ones on a thread after each
-        of `retry_seconds`, until one is (or the sandbox forgot the order)."""
-        first = self._attempt(notify, 1, copy)
-        if not notify.accepted(*first) and self.retry_seconds:
-            threading.Thread(target=self._retry, args=(notify, copy), daemon=True).start()
-        return first
-
-    def _retry(self, notify: _Notify, copy: int) -> None:
-        for attempt, pause in enumerate(self.retry_seconds, start=2):
-            time.sleep(pause)
-            if not notify.alive():
-                return
-            if notify.accepted(*self._attempt(notify, attempt, copy)):
-                return
-        logger.warning("sandbox: notify to %s given up after %d attempts", notify.url, len(self.retry_seconds) + 1)
 
     def deliveries(self, out_trade_no: str) -> list[dict[str, Any]]:
         """Every attempt to deliver the order's pay notify so far, with our endpoint's answer."""
@@ -1117,33 +1099,6 @@ class WechatPaySimulator:
 
     def _refund_deliveries_key(self, out_refund_no: str) -> str:
         return f"sbx:wxp:refund-delivered:{self.m.mchid}:{out_refund_no}"
-
-    def _record_delivery(self, record: str, answer: tuple[int, str], *, attempt: int, copy: int) -> None:
-        with self._locked(f"delivered:{record}"):
-            value = self.store.get(record)
-            delivered = list(value) if isinstance(value, list) else []
-            delivered.append(
-                {
-                    "status": answer[0],
-                    "body": answer[1],
-                    "attempt": attempt,
-                    "copy": copy,
-                    "at": _now_china().isoformat(),
-                }
-            )
-            self.store.set(record, delivered, ORDER_TTL)
-
-
-@dataclass(frozen=True)
-class _Notify:
-    """One notify on its way: where it goes, what it says, and when our endpoint has taken it."""
-
-    record: str  # the cache key its attempts are recorded under
-    url: str
-    body: bytes
-    headers: Callable[[], dict[str, str]]
-    accepted: Callable[[int, str], bool]
-    alive: Callable[[], bool]  # False once the sandbox forgot the order or refund: no more retries
 
 
 def v3_notify_body(api_v3_key: str, event_type: str, kind: str, resource: dict[str, Any]) -> str:

@@ -133,7 +133,7 @@ def test_fault_is_consumed_exactly_count_times(fault):
 
 def test_set_fault_rejects_bad_arguments():
     sandbox = providers.sandbox()
-    for args in (("alipay", "http_500", 1), ("wechat", "explode", 1), ("wechat", "http_500", -1)):
+    for args in (("paypal", "http_500", 1), ("wechat", "explode", 1), ("wechat", "http_500", -1)):
         with pytest.raises(ValueError):
             sandbox.set_fault(*args)
     assert sandbox.faults() == {}
