@@ -237,3 +237,30 @@ def test_the_client_takes_the_published_return_and_refuses_it_tampered():
     for changes in ({"total_amount": "0.01"}, {"out_trade_no": "202082810289299"}, {"sign_type": "RSA"}):
         with pytest.raises(InvalidNotify):
             alipay.verify_return({**PUBLISHED_RETURN, **changes})
+
+
+def test_request_sign_matches_alipays_php_sdks_logged_signature():
+    """yige142/ceshiyong alipay_sd/log.txt: the form Alipay's PHP SDK posted for a page pay, with the
+    app key of alipay_sd/config.php."""
+    body = (VECTORS / "app-private-key-2016073100136265.txt").read_text().strip()
+    key = "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(textwrap.wrap(body, 64)) + "\n-----END RSA PRIVATE KEY-----\n"
+    params = {
+        "biz_content": '{"product_code":"FAST_INSTANT_TRADE_PAY","body":"1","subject":"测试",'
+        '"total_amount":"0.01","out_trade_no":"2020827145330125"}',
+        "app_id": "2016073100136265",
+        "version": "1.0",
+        "format": "json",
+        "sign_type": "RSA2",
+        "method": "alipay.trade.page.pay",
+        "timestamp": "2020-08-27 14:53:37",
+        "alipay_sdk": "alipay-sdk-php-20161101",
+        "notify_url": "http://www.yige142.cn/alipay_sd/notify_url.php",
+        "return_url": "http://www.yige142.cn/alipay_sd/return_url.php",
+        "charset": "UTF-8",
+    }
+    assert signing.sign(params, key) == (
+        "rP4DJNbssDSU5nOb4UKVMN0qUHZhk/SaZj7fT1l+u5IUwNKoRNITnG0t07fAsZPNpwwF3m6TwYdSmFTLNL4eEx0iPQqwkSbvFU3B/BaL3Uzwq"
+        "Ue6Pksl9KO/H/2dF4L7b4xPdoJ3croOBoivD49GCgoTA8fPSs1Z3ysn5fsvwuvYuYnrL3HnEDsqp4AzLe20bjgIZF/tvydOP2KQdFnAwWM4K7u"
+        "DopbK7hDnzrIyoqU9Dg7mxm0FuGbOwyN6sexsqfaxZCkn2PnSrz+9rZf2eRORvU8dZqXy/HDH+MukJ6X0xMR4FYw7u7eQdWF5cxPfnEcgM5dMk"
+        "gDO0e0+hdPSbQ=="
+    )
