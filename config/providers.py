@@ -302,7 +302,8 @@ def alipay_config() -> AlipayConfig:
 
 def alipay_ready() -> bool:
     config = alipay_config()
-    return bool(config.app_id and config.private_key_pem and config.alipay_public_key_pem)
+    # The seller id too: every notify is matched against it, and without it none would be applied.
+    return bool(config.app_id and config.private_key_pem and config.alipay_public_key_pem and config.seller_id)
 
 
 @functools.cache

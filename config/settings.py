@@ -168,6 +168,8 @@ RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="30/m")
 RATELIMIT_LOGIN_CODE = env.str("RATELIMIT_LOGIN_CODE", default="5/m")
 RATELIMIT_ORDER = env.str("RATELIMIT_ORDER", default="60/m")
+# Alipay return page loads per IP: each asks Alipay for the order's state.
+RATELIMIT_ALIPAY_RETURN = env.str("RATELIMIT_ALIPAY_RETURN", default="30/m")
 # tokenAuth (staff passwords), per client address and per username.
 RATELIMIT_STAFF_LOGIN = env.str("RATELIMIT_STAFF_LOGIN", default="5/m")
 

@@ -52,6 +52,18 @@ def refunds_ready(order: Order) -> bool:
     return providers.wechatpay_refunds_ready(order.api_version)
 
 
+def refunds_not_ready_message(order: Order) -> str:
+    if order.provider == Order.Provider.ALIPAY:
+        return "Alipay is not configured here (ALIPAY_APPID, keys and ALIPAY_SELLER_ID)."
+    return "v2 refunds need WECHATPAY_CLIENT_CERT and WECHATPAY_CLIENT_KEY."
+
+
+def payable_while_unseen(order: Order) -> bool:
+    """Whether an order its provider has never seen can still be paid: an Alipay pay link or order
+    string is signed here and makes the trade when the payer opens it, until its time_expire."""
+    return order.provider == Order.Provider.ALIPAY
+
+
 def name(order: Order) -> str:
     """The provider's name in logs, event keys and messages."""
     return "Alipay" if order.provider == Order.Provider.ALIPAY else "WeChat Pay"

@@ -64,7 +64,8 @@ class Order(models.Model):
     refunded_amount = models.PositiveBigIntegerField(default=0, help_text="fen")
     # NULL until paid: the unique constraint admits many NULLs, not many empty strings.
     transaction_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
-    payer_openid = models.CharField(max_length=64, blank=True)
+    # WeChat openids are 28 characters; Alipay documents buyer_open_id as up to 128.
+    payer_openid = models.CharField(max_length=128, blank=True)
     # What the provider answered at creation, so a retry returns the same payment instead of a new one.
     prepay_id = models.CharField(max_length=128, blank=True)
     code_url = models.CharField(max_length=256, blank=True)

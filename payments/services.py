@@ -39,7 +39,11 @@ RETRYABLE_REFUND_ERRORS = {
     "FAIL",
     "SYSTEM_ERROR",
     "FREQUENCY_LIMITED",
-    "ACQ.SYSTEM_ERROR",  # Alipay: "retry with the same out_request_no"
+    # Alipay: "retry with the same out_request_no" (20000 comes as isp/aop.unknow-error)
+    "ACQ.SYSTEM_ERROR",
+    "20000",
+    "isp.unknow-error",
+    "aop.unknow-error",
 }
 # A close refused because the order is closed or paid already: its state (queried next) says which.
 CLOSED_OR_PAID = {"ORDERCLOSED", "ORDER_CLOSED", "ORDERPAID", "ACQ.TRADE_STATUS_ERROR"}
@@ -248,6 +252,8 @@ def create_alipay_order(*, user: User, sku: str, quantity: int, method: str, ret
             try:
                 order.code_url = client.precreate(**trade)
             except (ProviderUnavailable, ProviderError) as exc:
+                if isinstance(exc, ProviderError) and exc.errcode == "ACQ.TRADE_HAS_SUCCESS":
+                    raise AppError(ErrorCode.CONFLICT, "This order is already paid: call syncOrder.") from exc
                 raise _provider_failure(exc, what=f"create {order.out_trade_no}", provider="Alipay") from exc
             order.save(update_fields=["code_url"])
         payment.code_url = order.code_url
@@ -545,6 +551,13 @@ def _close_at_provider(order: Order) -> None:
             raise AppError(ErrorCode.CONFLICT, "The user is paying this order right now; try again shortly.") from exc
         if exc.errcode not in NOT_FOUND:
             raise _provider_failure(exc, what=f"close {order.out_trade_no}", provider=gateways.name(order)) from exc
+        if gateways.payable_while_unseen(order) and order.expires_at > timezone.now():
+            # Nothing at the provider to close, yet what the payer holds still pays until it expires.
+            raise AppError(
+                ErrorCode.CONFLICT,
+                f"{gateways.name(order)} has not seen this order, so it cannot be closed there: its pay link "
+                f"works until {order.expires_at.isoformat()}, and the order closes when that passes.",
+            ) from exc
     except ProviderUnavailable as exc:
         raise _provider_failure(exc, what=f"close {order.out_trade_no}", provider=gateways.name(order)) from exc
     with transaction.atomic():
@@ -589,7 +602,7 @@ def refund_order(*, staff: User, out_trade_no: str, amount: int, reason: str) ->
         if not _refundable(order):
             raise AppError(ErrorCode.CONFLICT, f"Only a paid order can be refunded; this one is {order.status}.")
         if not gateways.refunds_ready(order):
-            raise AppError(ErrorCode.BAD_USER_INPUT, "v2 refunds need WECHATPAY_CLIENT_CERT and WECHATPAY_CLIENT_KEY.")
+            raise AppError(ErrorCode.BAD_USER_INPUT, gateways.refunds_not_ready_message(order))
         refundable = refundable_amount(order)
         if not 1 <= amount <= refundable:
             raise AppError(ErrorCode.BAD_USER_INPUT, f"amount must be 1 to {refundable} fen.")

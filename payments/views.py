@@ -16,9 +16,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from core.errors import AppError
 from payments import notifies
 from payments.services import Outcome, return_url_allowed
 from providers.wechatpay.v2_client import SUCCESS_ANSWER, failure_answer
+from schema.ratelimit import enforce
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +134,10 @@ def _with_params(url: str, params: dict[str, str]) -> str:
 def alipay_return(request: HttpRequest) -> HttpResponse:
     """Where Alipay sends the payer's browser after paying: verified, synced with Alipay, then on to the
     front end's returnUrl with outTradeNo and the status. A redirect that does not verify changes nothing."""
+    try:
+        enforce(request, group="alipayReturn:ip", key="ip", rate=settings.RATELIMIT_ALIPAY_RETURN)
+    except AppError:
+        return render(request, "payments/alipay_return.html", {"order": None, "limited": True}, status=429)
     params = _plain(request.GET)
     order = notifies.alipay_return(params) if params is not None else None
     if order is None:

@@ -17,7 +17,8 @@ CONTRACT (payments/ and the sandbox are written against it; keep the names and t
   names neither app nor seller: it answers our signed request, so they are the configured ones.
 - RefundState.out_refund_no is our out_request_no; status "SUCCESS" once the money moved (fund_change=Y
   on the refund answer, else what the refund query says; refund_status=REFUND_SUCCESS on the query), else
-  "PROCESSING". Alipay numbers no refund: refund_id is the trade's trade_no. refund() reports the amount
+  "PROCESSING" (also when the query right after a fund_change=N answer does not have the refund yet).
+  Alipay numbers no refund: refund_id is the trade's trade_no. refund() reports the amount
   asked for (its answer's refund_fee is the trade's cumulative refund); query_refund reports the refund's.
 - query_refund of a refund Alipay does not have (code 10000 with no refund fields) raises
   ProviderError("ACQ.TRADE_NOT_EXIST"): the payments service then sends the same refund again (same
@@ -56,6 +57,7 @@ CHINA = dt.timezone(dt.timedelta(hours=8))
 WIRE_TIME = "%Y-%m-%d %H:%M:%S"
 SUCCESS_CODE = "10000"
 TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
+RETURN_METHODS = ("alipay.trade.page.pay.return", "alipay.trade.wap.pay.return")
 TRADE_STATES = {"WAIT_BUYER_PAY": "NOTPAY", "TRADE_SUCCESS": "SUCCESS", "TRADE_FINISHED": "SUCCESS"}
 _YUAN = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,2})?")
 
@@ -241,7 +243,23 @@ class AlipayClient:
         answer = self._call(method, biz, notify_url=notify_url)
         self._same_order(answer, out_trade_no, method)
         if _text(answer.get("fund_change")) != "Y":
-            return self.query_refund(out_refund_no, out_trade_no)
+            try:
+                return self.query_refund(out_refund_no, out_trade_no)
+            except ProviderError as exc:
+                if exc.errcode != TRADE_NOT_EXIST:
+                    raise
+                # Alipay accepted it but its query lags (it asks for ~10 s): in flight, never "no such refund".
+                return RefundState(
+                    out_trade_no=out_trade_no,
+                    out_refund_no=out_refund_no,
+                    status="PROCESSING",
+                    refund_id=_text(answer.get("trade_no")),
+                    amount=amount,
+                    total=total,
+                    appid=self.config.app_id,
+                    mchid=self.config.seller_id,
+                    raw=answer,
+                )
         return RefundState(
             out_trade_no=out_trade_no,
             out_refund_no=out_refund_no,
@@ -358,6 +376,8 @@ class AlipayClient:
         fields = self._verified_form(params, "return", sign_type_signed_too=True)
         if not constant_time_equal(fields.get("app_id"), self.config.app_id):
             raise InvalidNotify("return names another app")
+        if fields.get("method") not in RETURN_METHODS:
+            raise InvalidNotify("not a pay return (its method is not page or WAP pay's return)")
         out_trade_no = fields.get("out_trade_no", "")
         if not out_trade_no:
             raise InvalidNotify("return has no out_trade_no")

@@ -4,6 +4,7 @@ orders(provider: ALIPAY)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from io import StringIO
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,8 +17,10 @@ from django.utils import timezone
 from graphql_jwt.shortcuts import get_token
 
 from config import providers
+from core.errors import AppError
 from payments import services
 from payments.models import Order, PaymentEvent, Refund
+from providers.http import ProviderError
 from tests.factories import OrderFactory
 from tests.helpers import GraphQLClient, error_code
 
@@ -124,10 +127,17 @@ def test_close_order_closes_at_alipay_then_here(buyer_gql, alipay_sandbox):
     number = create(buyer_gql)["order"]["outTradeNo"]
     assert buyer_gql(CLOSE, {"n": number})["data"]["closeOrder"] == {"status": "CLOSED"}
     assert alipay_sandbox.trade(number)["status"] == "TRADE_CLOSED"
-    # A page order the payer never opened: Alipay has no trade to close, so it closes here only.
+
+
+def test_a_page_order_alipay_never_saw_cannot_be_closed_while_its_pay_link_still_pays(buyer_gql, alipay_sandbox):
+    # Nothing at Alipay to close, but the signed pay URL makes the trade whenever it is opened until
+    # time_expire: closing here would let it be paid into a closed order. Reconciliation closes it then.
     page = create(buyer_gql, "PAGE", returnUrl="http://localhost:3000/paid")["order"]["outTradeNo"]
+    result = buyer_gql(CLOSE, {"n": page})
+    assert error_code(result) == "CONFLICT" and "pay link works until" in result["errors"][0]["message"]
+    assert Order.objects.get(out_trade_no=page).status == "PENDING" and alipay_sandbox.trade(page) is None
+    Order.objects.filter(out_trade_no=page).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
     assert buyer_gql(CLOSE, {"n": page})["data"]["closeOrder"] == {"status": "CLOSED"}
-    assert alipay_sandbox.trade(page) is None
 
 
 def test_close_order_of_an_order_paid_meanwhile_records_the_payment(buyer_gql, alipay_sandbox):
@@ -228,3 +238,47 @@ def test_the_admin_lists_the_channel_and_syncs_an_alipay_order(admin_client, buy
     assert response.status_code == 302
     order.refresh_from_db()
     assert order.status == "PAID" and order.transaction_id == alipay_sandbox.trade(number)["trade_no"]
+
+
+def test_qr_of_an_order_already_paid_at_alipay_is_a_conflict(buyer_gql, alipay_sandbox):
+    number = create(buyer_gql)["order"]["outTradeNo"]
+    alipay_sandbox.pay(number)
+    Order.objects.filter(out_trade_no=number).update(code_url="")  # as if the first answer was lost
+    result = buyer_gql(CREATE, {"input": {"sku": "coffee", "quantity": 1, "method": "QR"}})
+    assert error_code(result) == "CONFLICT" and "syncOrder" in result["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("errcode", "status"),
+    [
+        ("ACQ.SYSTEM_ERROR", "PROCESSING"),
+        ("isp.unknow-error", "PROCESSING"),
+        ("aop.unknow-error", "PROCESSING"),
+        ("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "CLOSED"),
+    ],
+)
+def test_a_refund_alipay_may_have_taken_stays_in_flight_and_a_definite_no_closes_it(
+    buyer_gql, alipay_sandbox, staff, monkeypatch, errcode, status
+):
+    order = paid_order(buyer_gql, alipay_sandbox)
+    gateway = providers.alipay()
+
+    def refused(**kwargs: Any) -> Any:
+        raise ProviderError("alipay", errcode, "from the test")
+
+    monkeypatch.setattr(gateway, "refund", refused)
+    with pytest.raises(AppError) as caught:
+        services.refund_order(staff=staff, out_trade_no=order.out_trade_no, amount=800, reason="test")
+    assert caught.value.code == "PROVIDER_ERROR"
+    # In flight: the same out_request_no is retried by reconciliation; closed: the money did not move.
+    assert Refund.objects.get().status == status
+    order.refresh_from_db()
+    assert order.refunded_amount == 0
+
+
+def test_without_a_seller_id_alipay_is_not_configured(buyer_gql, settings):
+    settings.ALIPAY_SELLER_ID = ""
+    providers.reset()
+    result = buyer_gql(CREATE, {"input": {"sku": "coffee", "quantity": 1, "method": "QR"}})
+    assert error_code(result) == "BAD_USER_INPUT" and "not configured" in result["errors"][0]["message"]
+    assert not Order.objects.exists()

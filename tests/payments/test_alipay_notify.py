@@ -377,3 +377,18 @@ def test_statements_of_one_notify(products, buyer, django_assert_num_queries):
         assert answer(post_form(form)) == "success"
     assert [q["sql"].split()[0] for q in captured.captured_queries] == ["BEGIN", "SELECT", "INSERT", "UPDATE", "COMMIT"]
     assert Order.objects.get(pk=order.pk).status == "PAID"
+
+
+def test_a_notify_replayed_at_the_return_page_is_not_a_return(alipay_order):
+    before = state(alipay_order)
+    response = Client().get(RETURN_PATH, signed(pay_notify(alipay_order)))
+    assert response.status_code == 400 and b"Payment not confirmed" in response.content
+    assert state(alipay_order) == before
+
+
+def test_the_return_page_is_rate_limited_per_address(alipay_order, settings, monkeypatch):
+    settings.RATELIMIT_ALIPAY_RETURN = "2/m"
+    monkeypatch.setattr(services, "_sync", lambda order: order)
+    params = signed(return_params(alipay_order))
+    assert [Client().get(RETURN_PATH, params).status_code for _ in range(3)] == [302, 302, 429]
+    assert b"Too many attempts" in Client().get(RETURN_PATH, params).content

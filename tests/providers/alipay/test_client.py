@@ -509,3 +509,20 @@ def test_a_tampered_or_foreign_return_is_invalid():
 def test_the_config_never_shows_its_keys():
     text = repr(client().config)
     assert "PRIVATE" not in text and "PUBLIC" not in text and APP_ID in text
+
+
+def test_fund_change_n_with_a_query_that_lags_is_in_flight_never_no_such_refund():
+    # Alipay asks for ~10 s before querying a refund: right after fund_change=N the query may not have it.
+    empty = {"code": "10000", "msg": "Success"}
+    gateway = Gateway([(200, answer_of(REFUND, _refunded(fund_change="N"))), (200, answer_of(REFUND_QUERY, empty))])
+    state = client(gateway).refund(
+        out_trade_no="T1", out_refund_no="R1", total=3000, amount=500, reason="", notify_url=""
+    )
+    assert (state.status, state.out_refund_no, state.amount) == ("PROCESSING", "R1", 500)
+
+
+def test_a_return_must_be_a_pay_return():
+    # A notify (or any other form Alipay signed) replayed at the return page is not a return.
+    form = notify_form()
+    with pytest.raises(InvalidNotify, match="not a pay return"):
+        client().verify_return(form)
