@@ -170,14 +170,18 @@ def test_postgresql_connections_killed_under_load_are_recovered_without_a_restar
                 assert _graphql(url, "{ products { sku } }")[1]["data"]["products"]
             with admin.cursor() as cursor:
                 cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
-                assert cursor.rowcount >= 1
+                killed = cursor.rowcount
+                assert killed >= 1
             codes = []
-            for _ in range(12):
+            for _ in range(16):
                 status, answer = _graphql(url, "{ products { sku } }")
                 assert status == 200, answer
                 codes.append(_codes(answer)[0] if "errors" in answer else "ok")
             # A cut connection fails at most the one request that finds it, cleanly; then it is reopened.
-            assert set(codes) <= {"ok", "SERVICE_UNAVAILABLE"} and codes[-4:] == ["ok"] * 4, codes
+            # (Which thread takes a request is the server's choice: one may find its cut connection late.)
+            assert set(codes) <= {"ok", "SERVICE_UNAVAILABLE"}, codes
+            # Each cut connection failed once at most: 16 requests over them would fail again and again otherwise.
+            assert codes.count("SERVICE_UNAVAILABLE") <= killed, (killed, codes)
     finally:
         with admin.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
