@@ -26,6 +26,8 @@ from providers.sandbox.transport import SandboxTransport
 from providers.sandbox.wechat import SandboxApp, WechatSimulator
 from providers.sandbox.wechatpay import SandboxMerchant, WechatPaySimulator, merchant_api_certificate
 from providers.wechat.api import DEFAULT_BASE_URL, WechatAppConfig, WechatClient
+from providers.wechat.messages import MessageCrypto
+from providers.wechat.official_account import OfficialAccountClient, OfficialAccountConfig
 from providers.wechat.token import MemoryTokenStore, RedisTokenStore, TokenStore
 from providers.wechatpay.keys import certificate_serial, pem_text, public_key_pem
 from providers.wechatpay.types import BASE_URL as WECHATPAY_BASE_URL
@@ -48,7 +50,10 @@ def http_config() -> HttpConfig:
 def sandbox() -> Sandbox:
     """The simulators, sharing state through the default cache (Redis across processes)."""
     box = Sandbox(cache, timeout_delay=min(settings.PROVIDER_READ_TIMEOUT + 1.0, 30.0))
-    box.register(WechatSimulator(cache, [SandboxApp(miniprogram_appid(), settings.WECHAT_MINIPROGRAM_SECRET)]))
+    apps = [SandboxApp(miniprogram_appid(), settings.WECHAT_MINIPROGRAM_SECRET)]
+    if official_account_ready():
+        apps.append(SandboxApp(settings.WECHAT_OA_APPID, settings.WECHAT_OA_SECRET))
+    box.register(WechatSimulator(cache, apps))
     merchant_key, platform_key = _wechatpay_sandbox_keys()
     box.register(
         WechatPaySimulator(
@@ -315,6 +320,35 @@ def alipay() -> AlipayClient:
     return AlipayClient(alipay_config(), session, http)
 
 
+def official_account_ready() -> bool:
+    return bool(settings.WECHAT_OA_APPID and settings.WECHAT_OA_SECRET)
+
+
+@functools.cache
+def official_account() -> OfficialAccountClient:
+    """The official account's client. In sandbox mode its API host is answered in-process, and the
+    pages a person opens (OAuth consent, QR code images) are the sandbox's on this server."""
+    pages = f"{settings.PUBLIC_BASE_URL}/sandbox/wechat" if settings.SANDBOX else ""
+    config = OfficialAccountConfig(
+        appid=settings.WECHAT_OA_APPID,
+        secret=settings.WECHAT_OA_SECRET,
+        base_url=settings.WECHAT_API_BASE_URL,
+        use_stable_token=settings.WECHAT_USE_STABLE_TOKEN,
+        **({"open_base_url": pages, "mp_base_url": pages} if pages else {}),
+    )
+    http = http_config()
+    session = make_session(http, _sandbox_mounts({DEFAULT_BASE_URL: "wechat"}))
+    return OfficialAccountClient(config, session, http, token_store())
+
+
+@functools.cache
+def message_crypto() -> MessageCrypto | None:
+    """Safe-mode messages of the server URL; None without an EncodingAESKey (plain mode only)."""
+    if not settings.WECHAT_OA_AES_KEY:
+        return None
+    return MessageCrypto(settings.WECHAT_OA_TOKEN, settings.WECHAT_OA_AES_KEY, settings.WECHAT_OA_APPID)
+
+
 def reset() -> None:
     """Forget built clients (tests that change settings call this)."""
     for built in (
@@ -325,5 +359,7 @@ def reset() -> None:
         _wechatpay_session,
         alipay_config,
         alipay,
+        official_account,
+        message_crypto,
     ):
         built.cache_clear()

@@ -308,6 +308,26 @@ if SANDBOX and not WECHATPAY_MCH_ID:
     WECHATPAY_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000001092026112100000000000001"
     WECHATPAY_CERT_SERIAL_NO = "5157F09EFDC096DE15EBE81A47057A72SANDBOX"
 
+# --- WeChat official account ---
+WECHAT_OA_APPID = env.str("WECHAT_OA_APPID", default="")
+WECHAT_OA_SECRET = env.str("WECHAT_OA_SECRET", default="")
+# The server URL's Token, and its EncodingAESKey (43 characters): safe-mode messages need it.
+WECHAT_OA_TOKEN = env.str("WECHAT_OA_TOKEN", default="")
+WECHAT_OA_AES_KEY = env.str("WECHAT_OA_AES_KEY", default="")
+if SANDBOX and not WECHAT_OA_SECRET:
+    # The sandbox's test account; real credentials given in the environment are used instead.
+    WECHAT_OA_APPID = WECHAT_OA_APPID or "wxsandboxoa0000001"
+    WECHAT_OA_SECRET = "sandbox-oa-secret-0123456789abcd"
+    WECHAT_OA_TOKEN = WECHAT_OA_TOKEN or "sandboxtoken"
+    WECHAT_OA_AES_KEY = WECHAT_OA_AES_KEY or "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+# Hosts an OAuth redirectUri and a jssdkConfig url may name: the CORS origins' hosts by default, and in
+# sandbox mode this server's.
+_OWN_HOSTS = [urlsplit(origin).netloc for origin in CORS_ALLOWED_ORIGINS] + (
+    [urlsplit(PUBLIC_BASE_URL).netloc] if SANDBOX else []
+)
+WECHAT_OA_REDIRECT_HOSTS = env.list("WECHAT_OA_REDIRECT_HOSTS", default=_OWN_HOSTS)
+WECHAT_OA_JSSDK_HOSTS = env.list("WECHAT_OA_JSSDK_HOSTS", default=_OWN_HOSTS)
+
 # --- Alipay ---
 ALIPAY_APPID = env.str("ALIPAY_APPID", default="")
 ALIPAY_PRIVATE_KEY = env.str("ALIPAY_PRIVATE_KEY", default="")  # the app's, PEM text or path
@@ -332,8 +352,7 @@ ALIPAY_GATEWAY = env.str(
 # sandbox mode this server's.
 ALIPAY_RETURN_HOSTS = env.list(
     "ALIPAY_RETURN_HOSTS",
-    default=[urlsplit(origin).netloc for origin in CORS_ALLOWED_ORIGINS]
-    + ([urlsplit(PUBLIC_BASE_URL).netloc] if SANDBOX else []),
+    default=_OWN_HOSTS,
 )
 
 # Mounts /bench/bare, the baseline view of bench/ (off unless asked for).
