@@ -12,6 +12,7 @@ from graphql import GraphQLResolveInfo
 from accounts import selectors, services
 from accounts.models import User as UserModel
 from core.errors import AppError, ErrorCode
+from schema.auth import request_user
 from schema.permissions import current_user, login_required
 from schema.ratelimit import enforce
 
@@ -53,6 +54,18 @@ class User(DjangoObjectType):
 
 class Query(graphene.ObjectType):
     me = graphene.Field(User, description="The logged-in user.")
+    jssdk_config = graphene.Field(
+        lambda: JssdkConfig,
+        url=graphene.String(required=True, description="The page's location.href (its #fragment is dropped)."),
+        js_api_list=graphene.List(graphene.NonNull(graphene.String), required=True),
+        required=True,
+        description="wx.config for an H5 page of the official account (its host in WECHAT_OA_JSSDK_HOSTS).",
+    )
+
+    @staticmethod
+    def resolve_jssdk_config(root: Any, info: GraphQLResolveInfo, url: str, js_api_list: list[str]) -> Any:
+        enforce(info.context, group="jssdkConfig:ip", key="ip", rate=settings.RATELIMIT_LOGIN)
+        return services.jssdk_config(url=url, js_api_list=js_api_list)
 
     @staticmethod
     def resolve_me(root: Any, info: GraphQLResolveInfo) -> UserModel:
@@ -202,6 +215,107 @@ class UpdateProfile(graphene.Mutation):
         return services.update_profile(user=current_user(info), nickname=nickname, avatar_url=avatar_url)
 
 
+OAuthScope = graphene.Enum(
+    "OAuthScope",
+    [("BASE", "BASE"), ("USERINFO", "USERINFO")],
+    description="BASE: the openid, silently; USERINFO: also the nickname and avatar, after the user consents.",
+)
+
+
+class OfficialAccountAuthorizeUrl(graphene.Mutation):
+    """The official account's web OAuth consent URL: open it in WeChat; it comes back to redirectUri
+    with `code` and `state` for officialAccountLogin (or, logged in, bindOfficialAccount)."""
+
+    class Arguments:
+        redirect_uri = graphene.String(required=True, description="On a WECHAT_OA_REDIRECT_HOSTS host.")
+        scope = OAuthScope(required=True)
+
+    url = graphene.String(required=True)
+
+    @staticmethod
+    def mutate(root: Any, info: GraphQLResolveInfo, redirect_uri: str, scope: Any) -> OfficialAccountAuthorizeUrl:
+        enforce(info.context, group="oaAuthorize:ip", key="ip", rate=settings.RATELIMIT_LOGIN)
+        requester = request_user(info.context)
+        user = requester if requester.is_authenticated else None
+        url = services.official_account_authorize_url(redirect_uri=redirect_uri, scope=scope.value, user=user)
+        return OfficialAccountAuthorizeUrl(url=url)
+
+
+class OfficialAccountLogin(graphene.Mutation):
+    """Logs in the official account's user whose OAuth redirect brought `code` and `state`: the same
+    user as on the mini-program when WeChat knows them as one (unionid)."""
+
+    class Arguments:
+        code = graphene.String(required=True)
+        state = graphene.String(required=True)
+
+    token = graphene.String(required=True)
+    refresh_token = graphene.String(required=True)
+    created = graphene.Boolean(required=True, description="True when this login created the user.")
+    user = graphene.Field(User, required=True)
+
+    @staticmethod
+    def mutate(root: Any, info: GraphQLResolveInfo, code: str, state: str) -> OfficialAccountLogin:
+        enforce(info.context, group="oaLogin:ip", key="ip", rate=settings.RATELIMIT_LOGIN)
+        result = services.official_account_login(code=code, state=state)
+        return OfficialAccountLogin(
+            token=result.tokens.token,
+            refresh_token=result.tokens.refresh_token,
+            created=result.created,
+            user=result.user,
+        )
+
+
+class BindOfficialAccount(graphene.Mutation):
+    """Binds the official-account user of an OAuth redirect (started by officialAccountAuthorizeUrl
+    while logged in) to you, so pushes reach you there."""
+
+    class Arguments:
+        code = graphene.String(required=True)
+        state = graphene.String(required=True)
+
+    Output = User
+
+    @staticmethod
+    @login_required
+    def mutate(root: Any, info: GraphQLResolveInfo, code: str, state: str) -> UserModel:
+        return services.bind_official_account(user=current_user(info), code=code, state=state)
+
+
+class BindQrCode(graphene.ObjectType):
+    url = graphene.String(required=True, description="What the QR code holds.")
+    expires_at = graphene.DateTime(required=True)
+    svg = graphene.String(required=True, description="The QR code as an inline SVG.")
+
+
+class OfficialAccountBindQrCode(graphene.Mutation):
+    """A QR code to scan in WeChat: following the account (or scanning, already following) binds it to
+    you, and the account replies so. An account that cannot make scene codes gets an OAuth binding link
+    to redirectUri instead."""
+
+    class Arguments:
+        redirect_uri = graphene.String(description="Only for the OAuth fallback.")
+
+    Output = BindQrCode
+
+    @staticmethod
+    @login_required
+    def mutate(root: Any, info: GraphQLResolveInfo, redirect_uri: str = "") -> services.BindQrCode:
+        user = current_user(info)
+        enforce(info.context, group="oaBindQr:user", key=lambda g, r: str(user.pk), rate=settings.RATELIMIT_ORDER)
+        return services.official_account_bind_qr_code(user=user, redirect_uri=redirect_uri or "")
+
+
+class JssdkConfig(graphene.ObjectType):
+    """What wx.config takes (add debug yourself)."""
+
+    app_id = graphene.String(name="appId", required=True)
+    timestamp = graphene.Int(required=True)
+    nonce_str = graphene.String(name="nonceStr", required=True)
+    signature = graphene.String(required=True)
+    js_api_list = graphene.List(graphene.NonNull(graphene.String), name="jsApiList", required=True)
+
+
 class Mutation(graphene.ObjectType):
     wechat_login = WechatLogin.Field()
     token_auth = TokenAuth.Field()
@@ -210,3 +324,7 @@ class Mutation(graphene.ObjectType):
     decrypt_user_info = DecryptUserInfo.Field()
     bind_phone_number = BindPhoneNumber.Field()
     update_profile = UpdateProfile.Field()
+    official_account_authorize_url = OfficialAccountAuthorizeUrl.Field()
+    official_account_login = OfficialAccountLogin.Field()
+    bind_official_account = BindOfficialAccount.Field()
+    official_account_bind_qr_code = OfficialAccountBindQrCode.Field()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import segno
 from django.conf import settings
 from django.contrib.auth import authenticate
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
@@ -19,10 +23,11 @@ from graphql_jwt.shortcuts import get_token
 from accounts.models import RefreshToken, User, WechatIdentity, hash_refresh_token, new_username
 from config import providers
 from core.errors import AppError, ErrorCode
+from core.urls import on_allowed_host
 from providers.compare import constant_time_equal
 from providers.http import ProviderError, ProviderUnavailable
-from providers.wechat.api import LoginSession
 from providers.wechat.crypto import DecryptError, decrypt_user_data, user_data_signature
+from providers.wechat.messages import jssdk_signature
 
 logger = logging.getLogger(__name__)
 
@@ -60,15 +65,19 @@ def _provider_call(fn: Any, *args: Any, errors: dict[int, tuple[ErrorCode, str]]
     """Calls the provider, turning its failures into AppErrors a client can act on."""
     try:
         return fn(*args)
-    except ProviderUnavailable as exc:
+    except (ProviderUnavailable, ProviderError) as exc:
+        raise _provider_failure(exc, errors) from exc
+
+
+def _provider_failure(exc: ProviderUnavailable | ProviderError, errors: dict[int, tuple[ErrorCode, str]]) -> AppError:
+    if isinstance(exc, ProviderUnavailable):
         logger.warning("wechat unavailable: %s", exc.message)
-        raise AppError(ErrorCode.PROVIDER_UNAVAILABLE, "WeChat is not reachable right now: try again shortly.") from exc
-    except ProviderError as exc:
-        known = errors.get(exc.errcode) if isinstance(exc.errcode, int) else None
-        logger.info("wechat refused: errcode=%s", exc.errcode)
-        if known:
-            raise AppError(*known) from exc
-        raise AppError(ErrorCode.PROVIDER_ERROR, f"WeChat refused the request (errcode {exc.errcode}).") from exc
+        return AppError(ErrorCode.PROVIDER_UNAVAILABLE, "WeChat is not reachable right now: try again shortly.")
+    known = errors.get(exc.errcode) if isinstance(exc.errcode, int) else None
+    logger.info("wechat refused: errcode=%s", exc.errcode)
+    if known:
+        return AppError(*known)
+    return AppError(ErrorCode.PROVIDER_ERROR, f"WeChat refused the request (errcode {exc.errcode}).")
 
 
 # --- tokens ---------------------------------------------------------------------
@@ -141,25 +150,27 @@ def revoke_refresh_token(*, refresh_token: str) -> bool:
 # --- login ----------------------------------------------------------------------
 
 
-def _identity_for_login(*, appid: str, session: LoginSession, now: Any) -> tuple[WechatIdentity, bool]:
-    """The identity of this openid, found or created (with its user), holding the new session_key;
-    (identity, whether its user was created). Runs inside the login's transaction."""
-    fields = {"session_key": session.session_key, "session_key_updated_at": now, "last_login_at": now}
+def _identity_for_login(
+    *, appid: str, openid: str, unionid: str | None, kind: str, now: Any, fields: dict[str, Any]
+) -> tuple[WechatIdentity, bool]:
+    """The identity of this openid in `appid`, found or created (with its user, or the user its unionid
+    already names), with `fields` set; (identity, whether its user was created). Runs inside the
+    login's transaction."""
     identities = WechatIdentity.objects.select_related("user")
     try:
-        identity = identities.get(appid=appid, openid=session.openid)
+        identity = identities.get(appid=appid, openid=openid)
     except WechatIdentity.DoesNotExist:
         try:
             # A savepoint: a concurrent first login of the same person that commits first makes
             # this insert fail on the (appid, openid) constraint, and only this part rolls back.
             with transaction.atomic():
-                return _new_identity(appid=appid, session=session, now=now, fields=fields)
+                return _new_identity(appid=appid, openid=openid, unionid=unionid, kind=kind, fields=fields, now=now)
         except IntegrityError:
-            identity = identities.get(appid=appid, openid=session.openid)
+            identity = identities.get(appid=appid, openid=openid)
     if not identity.user.is_active:
         raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
-    if session.unionid and identity.unionid != session.unionid:
-        fields["unionid"] = session.unionid
+    if unionid and identity.unionid != unionid:
+        fields["unionid"] = unionid
     for name, value in fields.items():
         setattr(identity, name, value)
     identity.save(update_fields=list(fields))
@@ -167,24 +178,15 @@ def _identity_for_login(*, appid: str, session: LoginSession, now: Any) -> tuple
 
 
 def _new_identity(
-    *, appid: str, session: LoginSession, now: Any, fields: dict[str, Any]
+    *, appid: str, openid: str, unionid: str | None, kind: str, fields: dict[str, Any], now: Any
 ) -> tuple[WechatIdentity, bool]:
     # A unionid already known from another app of ours is the same person.
-    sibling = (
-        WechatIdentity.objects.select_related("user").filter(unionid=session.unionid).first()
-        if session.unionid
-        else None
-    )
+    sibling = WechatIdentity.objects.select_related("user").filter(unionid=unionid).first() if unionid else None
     if sibling is not None and not sibling.user.is_active:
         raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
     user = sibling.user if sibling else User.objects.create_user(username=new_username(), last_login=now)
     identity = WechatIdentity.objects.create(
-        user=user,
-        appid=appid,
-        openid=session.openid,
-        unionid=session.unionid or "",
-        kind=WechatIdentity.Kind.MINIPROGRAM,
-        **fields,
+        user=user, appid=appid, openid=openid, unionid=unionid or "", kind=kind, **fields
     )
     return identity, sibling is None
 
@@ -198,7 +200,15 @@ def wechat_login(*, code: str) -> LoginResult:
     client = providers.wechat_miniprogram()
     session = _provider_call(client.code2session, code, errors=LOGIN_ERRORS)
     with transaction.atomic(durable=True):
-        identity, created = _identity_for_login(appid=client.config.appid, session=session, now=timezone.now())
+        now = timezone.now()
+        identity, created = _identity_for_login(
+            appid=client.config.appid,
+            openid=session.openid,
+            unionid=session.unionid,
+            kind=WechatIdentity.Kind.MINIPROGRAM,
+            now=now,
+            fields={"session_key": session.session_key, "session_key_updated_at": now, "last_login_at": now},
+        )
         tokens = issue_tokens(identity.user)
     user = identity.user
     # What `User.openid` / `unionid` read (accounts.selectors.miniprogram_ids), known here already.
@@ -347,3 +357,204 @@ def update_profile(*, user: User, nickname: str | None, avatar_url: str | None) 
     if not fields:
         raise AppError(ErrorCode.BAD_USER_INPUT, "Send nickname, avatarUrl or both.")
     return _save(user, fields)
+
+
+# --- the official account: web OAuth login and binding, the bind QR code, JS-SDK ----------------------
+
+OAUTH_SCOPES = {"BASE": "snsapi_base", "USERINFO": "snsapi_userinfo"}
+OAUTH_SECONDS = 600  # a state (and a used code) is kept this long: WeChat's codes live 5 minutes
+BIND_QR_SECONDS = 600
+MAX_JS_APIS = 64
+OAUTH_ERRORS = {
+    40029: (ErrorCode.BAD_USER_INPUT, "This OAuth code is invalid or expired: start the login again."),
+    40163: (ErrorCode.BAD_USER_INPUT, "This OAuth code was already used: start the login again."),
+    45011: (ErrorCode.RATE_LIMITED, "WeChat is limiting logins right now: wait a minute and try again."),
+}
+
+
+@dataclass(frozen=True)
+class BindQrCode:
+    url: str  # what the QR code holds
+    expires_at: dt.datetime
+    svg: str
+
+
+@dataclass(frozen=True)
+class JssdkConfig:
+    app_id: str
+    timestamp: int
+    nonce_str: str
+    signature: str
+    js_api_list: list[str]
+
+
+def _official_account() -> Any:
+    if not providers.official_account_ready():
+        raise AppError(ErrorCode.BAD_USER_INPUT, "The official account is not configured here.")
+    return providers.official_account()
+
+
+def _state_key(state: str) -> str:
+    return "oa:state:" + hashlib.sha256(state.encode()).hexdigest()
+
+
+def official_account_authorize_url(*, redirect_uri: str, scope: str, user: User | None) -> str:
+    """The consent URL of a web OAuth login (or, logged in, a binding) that comes back to `redirect_uri`
+    with a code and a state: random, kept here for 10 minutes, usable once, and only by whoever asked
+    for it (a logged-in user's state binds only that user)."""
+    client = _official_account()
+    if scope not in OAUTH_SCOPES:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "scope must be BASE or USERINFO.")
+    if len(redirect_uri) > 1024 or not on_allowed_host(redirect_uri, settings.WECHAT_OA_REDIRECT_HOSTS):
+        raise AppError(ErrorCode.BAD_USER_INPUT, "redirectUri must be an http(s) address on an allowed host.")
+    state = secrets.token_urlsafe(18)
+    cache.set(_state_key(state), {"user": user.pk if user else None}, OAUTH_SECONDS)
+    return str(client.authorize_url(redirect_uri, OAUTH_SCOPES[scope], state))
+
+
+def _take_state(state: str) -> dict[str, Any]:
+    """The state's record, removed as it is read: only the one caller whose delete wins gets it."""
+    key = _state_key(state or "")
+    pending = cache.get(key)
+    if not isinstance(pending, dict) or not cache.delete(key):
+        raise AppError(
+            ErrorCode.BAD_USER_INPUT, "Unknown, expired or used state: start again with officialAccountAuthorizeUrl."
+        )
+    return pending
+
+
+def _oauth(code: str, state: str) -> tuple[Any, Any, dict[str, Any]]:
+    """(the user's OAuth token, their profile when the scope gave one, the state's record)."""
+    pending = _take_state(state)
+    code = (code or "").strip()
+    if not code or len(code) > MAX_CODE_LENGTH:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "Send the code WeChat added to your redirectUri.")
+    # WeChat sometimes calls the redirect twice: the code answers once, never with a second user.
+    if not cache.add("oa:code:" + hashlib.sha256(code.encode()).hexdigest(), 1, OAUTH_SECONDS):
+        raise AppError(ErrorCode.BAD_USER_INPUT, "This OAuth code was already used: start the login again.")
+    client = providers.official_account()
+    token = _provider_call(client.oauth_access_token, code, errors=OAUTH_ERRORS)
+    if token.is_snapshotuser:
+        raise AppError(
+            ErrorCode.FORBIDDEN,
+            "This is a preview of the page (a snapshot): open it in WeChat and tap to use the full page.",
+        )
+    info = None
+    if OAUTH_SCOPES["USERINFO"] in token.scope.split(","):
+        info = _provider_call(client.oauth_userinfo, token.access_token, token.openid, errors=OAUTH_ERRORS)
+    return token, info, pending
+
+
+def official_account_login(*, code: str, state: str) -> LoginResult:
+    """A web OAuth login: the same user as on the mini-program when WeChat gives their unionid."""
+    _official_account()
+    token, info, _ = _oauth(code, state)
+    unionid = (info.unionid if info else None) or token.unionid
+    with transaction.atomic(durable=True):
+        now = timezone.now()
+        identity, created = _identity_for_login(
+            appid=settings.WECHAT_OA_APPID,
+            openid=token.openid,
+            unionid=unionid,
+            kind=WechatIdentity.Kind.OFFICIAL_ACCOUNT,
+            now=now,
+            fields={"last_login_at": now},
+        )
+        user = identity.user
+        if info is not None:
+            _fill_profile(user, nickname=info.nickname, avatar_url=info.headimgurl)
+        tokens = issue_tokens(user)
+    logger.info("official account login openid=%s user=%s created=%s", token.openid, user.pk, created)
+    return LoginResult(user=user, created=created, tokens=tokens)
+
+
+def _fill_profile(user: User, *, nickname: str, avatar_url: str) -> None:
+    """WeChat's nickname and avatar where the user has none yet (what they set themselves stays)."""
+    fields = []
+    if nickname and not user.nickname:
+        user.nickname, fields = nickname[:64], [*fields, "nickname"]
+    if avatar_url.startswith("https://") and len(avatar_url) <= 512 and not user.avatar_url:
+        user.avatar_url, fields = avatar_url, [*fields, "avatar_url"]
+    if fields:
+        user.save(update_fields=fields)
+
+
+def bind_official_account_openid(*, user: User, openid: str, unionid: str | None) -> WechatIdentity:
+    """The user's identity in the official account, made now or found; CONFLICT when the openid
+    belongs to someone else or the user already has another one there."""
+    appid = settings.WECHAT_OA_APPID
+    with transaction.atomic():
+        existing = WechatIdentity.objects.select_for_update().filter(appid=appid, openid=openid).first()
+        if existing is not None:
+            if existing.user_id != user.pk:
+                raise AppError(ErrorCode.CONFLICT, "This WeChat account is already bound to another user.")
+            return existing
+        try:
+            with transaction.atomic():
+                return WechatIdentity.objects.create(
+                    user=user,
+                    appid=appid,
+                    openid=openid,
+                    unionid=unionid or "",
+                    kind=WechatIdentity.Kind.OFFICIAL_ACCOUNT,
+                )
+        except IntegrityError as exc:
+            # (user, appid) is unique: this user is bound to another follower already (or a race bound it).
+            raise AppError(
+                ErrorCode.CONFLICT, "Your account is already bound to another official-account user."
+            ) from exc
+
+
+def bind_official_account(*, user: User, code: str, state: str) -> User:
+    """Binds the official-account user who just consented to the logged-in user."""
+    _official_account()
+    token, info, pending = _oauth(code, state)
+    if pending.get("user") != user.pk:
+        raise AppError(ErrorCode.FORBIDDEN, "This link was not started by your account: start the binding again.")
+    bind_official_account_openid(
+        user=user, openid=token.openid, unionid=(info.unionid if info else None) or token.unionid
+    )
+    logger.info("official account bound openid=%s user=%s", token.openid, user.pk)
+    return user
+
+
+def official_account_bind_qr_code(*, user: User, redirect_uri: str = "") -> BindQrCode:
+    """A QR code that binds whoever scans it and follows (or, already following, scans) to `user`: a
+    temporary scene code; when the account cannot make those, an OAuth binding link (to `redirect_uri`)."""
+    client = _official_account()
+    scene = "bind_" + secrets.token_urlsafe(18)
+    expires_at = timezone.now() + dt.timedelta(seconds=BIND_QR_SECONDS)
+    try:
+        ticket = client.create_temporary_qrcode(scene, BIND_QR_SECONDS)
+    except ProviderError as exc:
+        if exc.errcode != 48001 or not redirect_uri:  # 48001: the account has no such permission
+            raise _provider_failure(exc, {}) from exc
+        url = official_account_authorize_url(redirect_uri=redirect_uri, scope="BASE", user=user)
+    except ProviderUnavailable as exc:
+        raise _provider_failure(exc, {}) from exc
+    else:
+        url = ticket.url
+        # Read by the server URL when the scan arrives (officialaccount.services.bind_by_scene).
+        cache.set(f"oa:bind:{scene}", user.pk, BIND_QR_SECONDS)
+    svg = segno.make(url, error="m").svg_inline(scale=4, title="Scan with WeChat to bind your account")
+    return BindQrCode(url=url, expires_at=expires_at, svg=svg)
+
+
+def jssdk_config(*, url: str, js_api_list: list[str]) -> JssdkConfig:
+    """wx.config for the page at `url`: signed over the URL as given, its #fragment dropped (the page
+    must pass location.href.split('#')[0])."""
+    client = _official_account()
+    page = url.split("#", 1)[0]
+    if len(page) > 2048 or not on_allowed_host(page, settings.WECHAT_OA_JSSDK_HOSTS):
+        raise AppError(ErrorCode.BAD_USER_INPUT, "url must be an http(s) page on an allowed host.")
+    if len(js_api_list) > MAX_JS_APIS or any(not name or len(name) > 64 for name in js_api_list):
+        raise AppError(ErrorCode.BAD_USER_INPUT, f"jsApiList takes up to {MAX_JS_APIS} API names.")
+    ticket = _provider_call(client.jsapi_ticket, errors={})
+    nonce, timestamp = secrets.token_urlsafe(12), int(time.time())
+    return JssdkConfig(
+        app_id=settings.WECHAT_OA_APPID,
+        timestamp=timestamp,
+        nonce_str=nonce,
+        signature=jssdk_signature(ticket, nonce, timestamp, page),
+        js_api_list=list(js_api_list),
+    )

@@ -11,17 +11,16 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 
 from accounts.models import User
 from accounts.selectors import openid_in
 from config import providers
 from core.errors import AppError, ErrorCode
+from core.urls import on_allowed_host
 from payments import gateways
 from payments.models import Order, PaymentEvent, Product, Refund
 from payments.selectors import IN_FLIGHT_REFUNDS, order_for, refundable_amount
@@ -201,9 +200,7 @@ def create_wechatpay_order(
 
 def return_url_allowed(url: str) -> bool:
     """An absolute http(s) URL on an ALIPAY_RETURN_HOSTS host: the return page redirects the browser there."""
-    return urlsplit(url).scheme in ("http", "https") and url_has_allowed_host_and_scheme(
-        url, allowed_hosts=set(settings.ALIPAY_RETURN_HOSTS)
-    )
+    return on_allowed_host(url, settings.ALIPAY_RETURN_HOSTS)
 
 
 def create_alipay_order(*, user: User, sku: str, quantity: int, method: str, return_url: str) -> Payment:
