@@ -27,6 +27,9 @@ _PRINT_SECRETS = (
     "import django; django.setup(); from django.conf import settings as s; print(s.SECRET_KEY, s.JWT_SECRET)"
 )
 
+# The official account's sandbox test account (config/settings.py), served beside the mini-program.
+OA_APPID, OA_SECRET = "wxsandboxoa0000001", "sandbox-oa-secret-0123456789abcd"
+
 
 def _dev_secrets(tmp_path: Path) -> tuple[Path, str, str]:
     """A development run's secrets file in tmp_path, and the two secrets it made there."""
@@ -398,7 +401,8 @@ def test_sandbox_without_credentials_uses_the_fixed_test_app(tmp_path):
     assert appid and secret
     # The same app in every process and configuration: fixed, not generated per run.
     assert debug == production
-    assert debug["apps"] == {appid: secret}
+    # The mini-program, and the official account's sandbox test account beside it.
+    assert debug["apps"] == {appid: secret, OA_APPID: OA_SECRET}
     assert debug["logged_in"] is True
 
 
@@ -408,7 +412,7 @@ def test_sandbox_serves_the_credentials_given_in_the_environment(tmp_path):
     appid, secret = env["WECHAT_MINIPROGRAM_APPID"], env["WECHAT_MINIPROGRAM_SECRET"]
     assert (appid, secret) != (fixed_appid, fixed_secret)
     out = _sandbox_app(env, appid, _secret(32), appid, fixed_secret, fixed_appid, fixed_secret, appid, secret)
-    assert out["apps"] == {appid: secret}
+    assert out["apps"] == {appid: secret, OA_APPID: OA_SECRET}
     assert out["configured"] == [appid, secret]
     assert out["logged_in"] is True
     # Another secret, or the fixed test app, is refused as WeChat refuses them (40125, 40013).
