@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "accounts",
     "payments",
     "notifications",
+    "officialaccount",
     "providers.sandbox",
 ]
 

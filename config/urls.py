@@ -19,6 +19,7 @@ urlpatterns = [
     path("notify/wechatpay/v3/", payment_views.wechatpay_v3, name="notify-wechatpay-v3"),
     path("notify/alipay/", payment_views.alipay, name="notify-alipay"),
     path("pay/alipay/return/", payment_views.alipay_return, name="alipay-return"),
+    path("wechat/official-account/", include("officialaccount.urls")),
 ]
 
 if settings.BENCH_ENDPOINTS:

@@ -52,6 +52,11 @@ class MessageXmlError(ValueError):
     """The body is not a flat, small, entity-free <xml> document."""
 
 
+class NestedMessageError(MessageXmlError):
+    """Well-formed, but with nested or repeated elements: real events (scancode_*'s ScanCodeInfo,
+    pic_*'s SendPicsInfo, location_select, subscribe_msg_popup_event's List) have them."""
+
+
 def _sha1_of_sorted(*parts: str) -> str:
     joined = "".join(sorted(parts)).encode("utf-8")
     return hashlib.sha1(joined, usedforsecurity=False).hexdigest()  # noqa: S324 (the protocol)
@@ -240,7 +245,7 @@ def parse_message(body: bytes) -> dict[str, str]:
         if name.startswith("@"):
             raise MessageXmlError("attributes are not expected")
         if isinstance(value, (dict, list)):
-            raise MessageXmlError(f"unexpected nested or repeated element <{name}>")
+            raise NestedMessageError(f"unexpected nested or repeated element <{name}>")
         flat[name] = "" if value is None else str(value)
     return flat
 
