@@ -407,7 +407,7 @@ def official_account_authorize_url(*, redirect_uri: str, scope: str, user: User 
         raise AppError(ErrorCode.BAD_USER_INPUT, "scope must be BASE or USERINFO.")
     if len(redirect_uri) > 1024 or not on_allowed_host(redirect_uri, settings.WECHAT_OA_REDIRECT_HOSTS):
         raise AppError(ErrorCode.BAD_USER_INPUT, "redirectUri must be an http(s) address on an allowed host.")
-    state = secrets.token_urlsafe(18)
+    state = secrets.token_hex(16)  # WeChat takes a-z, A-Z, 0-9 only
     cache.set(_state_key(state), {"user": user.pk if user else None}, OAUTH_SECONDS)
     return str(client.authorize_url(redirect_uri, OAUTH_SCOPES[scope], state))
 
@@ -449,7 +449,7 @@ def official_account_login(*, code: str, state: str) -> LoginResult:
     """A web OAuth login: the same user as on the mini-program when WeChat gives their unionid."""
     _official_account()
     token, info, _ = _oauth(code, state)
-    unionid = (info.unionid if info else None) or token.unionid
+    unionid = (info.unionid if info else None) or token.unionid or _follower_unionid(token.openid)
     with transaction.atomic(durable=True):
         now = timezone.now()
         identity, created = _identity_for_login(
@@ -466,6 +466,17 @@ def official_account_login(*, code: str, state: str) -> LoginResult:
         tokens = issue_tokens(user)
     logger.info("official account login openid=%s user=%s created=%s", token.openid, user.pk, created)
     return LoginResult(user=user, created=created, tokens=tokens)
+
+
+def _follower_unionid(openid: str) -> str | None:
+    """A BASE-scope token carries no unionid; a follower's user info does (it joins the mini-program's
+    user). Not following, or WeChat not answering, the login goes on without it."""
+    try:
+        follower = providers.official_account().user_info(openid)
+    except (ProviderError, ProviderUnavailable) as exc:
+        logger.info("official account user info of %s not read: %s", openid, exc)
+        return None
+    return follower.unionid if follower.subscribed else None
 
 
 def _fill_profile(user: User, *, nickname: str, avatar_url: str) -> None:
@@ -522,7 +533,7 @@ def official_account_bind_qr_code(*, user: User, redirect_uri: str = "") -> Bind
     """A QR code that binds whoever scans it and follows (or, already following, scans) to `user`: a
     temporary scene code; when the account cannot make those, an OAuth binding link (to `redirect_uri`)."""
     client = _official_account()
-    scene = "bind_" + secrets.token_urlsafe(18)
+    scene = "bind" + secrets.token_hex(16)
     expires_at = timezone.now() + dt.timedelta(seconds=BIND_QR_SECONDS)
     try:
         ticket = client.create_temporary_qrcode(scene, BIND_QR_SECONDS)

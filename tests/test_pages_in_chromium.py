@@ -13,6 +13,10 @@ import requests
 from Crypto.PublicKey import RSA
 
 from providers.alipay import signing
+from providers.http import HttpConfig, make_session
+from providers.sandbox.wechat import unionid_for
+from providers.wechat.official_account import OfficialAccountClient, OfficialAccountConfig
+from providers.wechat.token import MemoryTokenStore
 from tests import browser
 from tests.helpers import CREATE_ORDER, LOGIN, create_order_input, graphql_over_http, sandbox_notifies
 from tests.processes import clean_env, free_port, make_run, run_python, running_server
@@ -264,6 +268,100 @@ def test_the_alipay_app_page_takes_a_pasted_order_string_and_pays_it(server):
         assert app_result["alipay_trade_app_pay_response"]["out_trade_no"] == number
         assert app_result["alipay_trade_app_pay_response"]["code"] == "10000"
         driver.save_screenshot(str(server["screenshots"] / "sandbox-alipay-app-paid-390.png"))
+        assert browser.problems(driver) == []
+
+
+def _official_account(server: dict[str, Any]) -> OfficialAccountClient:
+    """Our official account's client against the server's sandbox (the same settings' sandbox defaults)."""
+    from django.conf import settings
+
+    pages = server["url"] + "/sandbox/wechat"
+    config = OfficialAccountConfig(
+        appid=settings.WECHAT_OA_APPID,
+        secret=settings.WECHAT_OA_SECRET,
+        base_url=pages,
+        open_base_url=pages,
+        mp_base_url=pages,
+    )
+    http = HttpConfig()
+    return OfficialAccountClient(config, make_session(http), http, MemoryTokenStore())
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_official_account_pages_are_readable_at_1280_and_390_px(server, width):
+    from selenium.webdriver.common.by import By
+
+    oa = _official_account(server)
+    code = oa.create_temporary_qrcode("pages-bind", 600)
+    consent = oa.authorize_url(server["public"] + "/sandbox/", "snsapi_userinfo", "pages")
+    pages = {
+        "oa-consent": (consent, "WeChat authorization"),
+        "oa-phone": (server["url"] + "/sandbox/wechat/official-account/phone", "Follower's phone"),
+        "oa-showqrcode": (code.image_url, "Scene QR code"),
+        "oa-refused": (consent.replace("appid=", "appid=wx-nobody"), "WeChat refuses this request"),
+    }
+    with browser.chromium(width=width) as driver:
+        for name, (url, heading) in pages.items():
+            driver.get(url)
+            assert driver.find_element(By.TAG_NAME, "h1").text == heading, name
+            if name == "oa-showqrcode":
+                assert driver.find_element(By.ID, "scene").text == "pages-bind"
+                assert driver.find_element(By.CSS_SELECTOR, "#qr svg").size["width"] > 100
+            scroll, inner = _fits(driver)
+            assert scroll <= inner, f"{name} is {scroll} px wide in a {inner} px window"
+            browser.resize(driver, width)
+            driver.save_screenshot(str(server["screenshots"] / f"sandbox-{name}-{width}.png"))
+            # The refusal's 400 is its own status, not a failed load of anything it needs.
+            assert [p for p in browser.problems(driver) if "wx-nobody" not in p] == [], name
+
+
+def test_allow_on_the_consent_page_goes_back_with_a_code_of_the_mini_program_users_unionid(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    oa = _official_account(server)
+    back = server["public"] + "/sandbox/"
+    with browser.chromium(width=390) as driver:
+        driver.get(oa.authorize_url(back, "snsapi_userinfo", "chromium"))
+        user = driver.find_element(By.ID, "user")
+        user.clear()
+        user.send_keys("pages")  # the server fixture's mini-program login code
+        driver.find_element(By.ID, "allow").click()
+        WebDriverWait(driver, 20).until(lambda d: "code=" in d.current_url)
+        landed = urlsplit(driver.current_url)
+        assert browser.problems(driver) == []
+    assert f"{landed.scheme}://{landed.netloc}{landed.path}" == back
+    params = dict(parse_qsl(landed.query))
+    assert params["state"] == "chromium"
+    token = oa.oauth_access_token(params["code"])
+    assert token.unionid == unionid_for("pages") and not token.is_snapshotuser
+
+
+def test_the_phone_page_sends_a_text_and_shows_our_servers_answer_then_sends_it_again(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with browser.chromium(width=390) as driver:
+        driver.get(server["url"] + "/sandbox/wechat/official-account/phone")
+        user = driver.find_element(By.ID, "user")
+        user.clear()
+        user.send_keys("pages")
+        content = driver.find_element(By.ID, "content")
+        content.clear()
+        content.send_keys("hello from chromium")
+        driver.find_element(By.ID, "send-text").click()
+        WebDriverWait(driver, 20).until(lambda d: "?sent=" in d.current_url)
+        assert driver.find_element(By.ID, "sent-message").text == "hello from chromium"
+        # Whatever our server URL answers (its view is its own test's business), the page shows it.
+        assert driver.find_element(By.ID, "answer").text.startswith("Our server: HTTP ")
+        first = driver.current_url
+        driver.find_element(By.CSS_SELECTOR, "#again button").click()
+        WebDriverWait(driver, 20).until(lambda d: d.current_url != first)
+        assert driver.find_element(By.TAG_NAME, "h2").text == "Sent again (attempt 2)"
+        scroll, inner = _fits(driver)
+        assert scroll <= inner, f"the phone page is {scroll} px wide in a {inner} px window"
+        browser.resize(driver, 390)
+        driver.save_screenshot(str(server["screenshots"] / "sandbox-oa-phone-sent-390.png"))
         assert browser.problems(driver) == []
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
+import segno
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import URLPattern, path, reverse
@@ -17,10 +20,11 @@ from core.money import yuan
 from providers.sandbox.alipay import PRODUCTS, AlipaySimulator
 from providers.sandbox.alipay import REFUND_OUTCOMES as ALIPAY_REFUND_OUTCOMES
 from providers.sandbox.core import FAULTS, Sandbox, SandboxRequest
-from providers.sandbox.wechat import WechatSimulator
+from providers.sandbox.wechat import USER_RE, ServerUrl, WechatSimulator, openid_for, original_id, redirect_with
 from providers.sandbox.wechatpay import PAY_OUTCOMES, REFUND_OUTCOMES, REFUND_PRESETS, UNPAID, WechatPaySimulator
 
 MAX_BODY = 1024 * 1024
+_CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
 
 WECHAT_ENDPOINTS = [
     "GET /sns/jscode2session",
@@ -29,6 +33,20 @@ WECHAT_ENDPOINTS = [
     "POST /wxa/business/getuserphonenumber",
     "GET /wxa/checksession",
 ]
+
+OA_ENDPOINTS = [
+    "GET /sns/oauth2/access_token",
+    "GET /sns/oauth2/refresh_token",
+    "GET /sns/userinfo",
+    "GET /cgi-bin/ticket/getticket",
+    "POST /cgi-bin/menu/create",
+    "GET /cgi-bin/menu/get",
+    "GET /cgi-bin/menu/delete",
+    "GET /cgi-bin/user/info",
+    "POST /cgi-bin/qrcode/create",
+]
+# Where WeChat posts the official account's messages: our server URL, under PUBLIC_BASE_URL.
+OA_SERVER_PATH = "/wechat/official-account/"
 
 
 def _json_body(request: HttpRequest) -> Any:
@@ -71,6 +89,63 @@ def _see(name: str, *args: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(reverse(name, args=args), status=303)
 
 
+def _oa_server(simulator: WechatSimulator) -> ServerUrl | None:
+    """Our official account's server URL as WeChat knows it (the settings of config/settings.py), or None
+    when the sandbox has no official account."""
+    appid = settings.WECHAT_OA_APPID
+    if not appid or appid not in simulator.apps or not settings.WECHAT_OA_TOKEN:
+        return None
+    return ServerUrl(
+        url=settings.PUBLIC_BASE_URL + OA_SERVER_PATH,
+        token=settings.WECHAT_OA_TOKEN,
+        encoding_aes_key=settings.WECHAT_OA_AES_KEY,
+        appid=appid,
+    )
+
+
+def _oa_problem(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    """A refusal of the official account's pages: the page a person sees, or JSON for API clients."""
+    if _from_a_page(request) or request.method == "GET":
+        return render(request, "sandbox/oa_error.html", {"status": status, "message": message}, status=status)
+    return JsonResponse({"error": message}, status=status)
+
+
+def _form(request: HttpRequest) -> dict[str, str]:
+    """A POST's fields: a JSON object (API clients) or the page's form; {} when neither."""
+    if request.content_type.endswith("json"):
+        body = _json_body(request)
+        if not isinstance(body, dict):
+            return {}
+        return {k: v for k, v in body.items() if isinstance(v, str)}
+    return {k: v for k, v in request.POST.items()}
+
+
+def _reply_lines(fields: dict[str, Any] | None) -> list[str]:
+    """What the follower sees of a passive reply, a line per bubble."""
+    if not fields:
+        return []
+    kind = fields.get("MsgType")
+    if kind == "text":
+        return [str(fields.get("Content") or "")]
+    if kind == "news":
+        articles = fields.get("Articles")
+        items = articles.get("item") if isinstance(articles, dict) else None
+        items = items if isinstance(items, list) else [items] if isinstance(items, dict) else []
+        return [f"{item.get('Title') or ''} · {item.get('Url') or ''}" for item in items if isinstance(item, dict)]
+    if kind == "image":
+        image = fields.get("Image")
+        return [f"[image {image.get('MediaId') if isinstance(image, dict) else ''}]"]
+    return [f"[{kind}]"]
+
+
+def _when(timestamp: int | None) -> str:
+    return dt.datetime.fromtimestamp(timestamp, _CHINA).isoformat() if timestamp else ""
+
+
+def _pick_user(given: str, recent: list[str]) -> str:
+    return given if USER_RE.match(given) else (recent[0] if recent else "alice")
+
+
 def _web_url(url: str) -> str:
     """`url` when a browser may be sent there (http or https), else ""."""
     return url if urlsplit(url).scheme in ("http", "https") and urlsplit(url).netloc else ""
@@ -103,8 +178,9 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
                 for trade in alipay().recent_trades()
             ],
         }
-        # The index page with the Alipay section added below it.
-        return render(request, "sandbox/alipay_index.html", context)
+        context.update(_oa_index_context())
+        # The index page with the Alipay and official-account sections added below it.
+        return render(request, "sandbox/oa_index.html", context)
 
     @csrf_exempt
     def user_data(request: HttpRequest) -> HttpResponse:
@@ -447,6 +523,173 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
         error = {name: request.GET.get(name, "")[:2000] for name in ("code", "msg", "sub_code", "sub_msg")}
         return render(request, "sandbox/alipay_error.html", {"error": error}, status=400)
 
+    # --- the official account's pages -----------------------------------------------------------
+    def _oa_index_context() -> dict[str, Any]:
+        simulator = wechat()
+        server = _oa_server(simulator)
+        if server is None:
+            return {"oa": None}
+        try_it = {
+            "appid": server.appid,
+            "redirect_uri": settings.PUBLIC_BASE_URL + reverse("sandbox-index"),
+            "response_type": "code",
+            "scope": "snsapi_userinfo",
+            "state": "sandbox",
+        }
+        return {
+            "oa": {
+                "appid": server.appid,
+                "original_id": original_id(server.appid),
+                "server_url": server.url,
+                "safe_mode": server.safe_mode,
+                "endpoints": OA_ENDPOINTS,
+                "consent": reverse("sandbox-oa-authorize") + "?" + urlencode(try_it),
+                "qrcodes": simulator.recent_qrcodes(server.appid),
+            }
+        }
+
+    @csrf_exempt
+    def oa_authorize(request: HttpRequest) -> HttpResponse:
+        """WeChat's web OAuth consent page (open.weixin.qq.com/connect/oauth2/authorize): pick a sandbox user,
+        Allow (a redirect with code and state) or Deny (with state only)."""
+        if request.method not in ("GET", "POST"):
+            return JsonResponse({"error": "GET or POST"}, status=405)
+        simulator = wechat()
+        given = request.GET if request.method == "GET" else request.POST
+        params = {
+            name: given.get(name, "")[:2048] for name in ("appid", "redirect_uri", "response_type", "scope", "state")
+        }
+        params["state"] = params["state"][:128]  # "最多128字节"
+        problem = simulator.authorize_problem(
+            params["appid"], params["redirect_uri"], params["response_type"], params["scope"]
+        )
+        if problem:
+            return _oa_problem(request, 400, problem)
+        recent = simulator.recent_users()
+        context: dict[str, Any] = {
+            **params,
+            "host": urlsplit(params["redirect_uri"]).netloc,
+            "users": recent or ["alice", "bob"],
+            "user": _pick_user(request.GET.get("user", ""), recent),
+            "nickname": "",
+            "error": "",
+        }
+        if request.method == "GET":
+            return render(request, "sandbox/oa_authorize.html", context)
+        if request.POST.get("decision") == "deny":
+            return HttpResponseRedirect(redirect_with(params["redirect_uri"], {"state": params["state"]}))
+        user, nickname = request.POST.get("user", "").strip(), request.POST.get("nickname", "")
+        try:
+            code = simulator.grant_oauth_code(
+                params["appid"],
+                user,
+                params["scope"],
+                snapshot=request.POST.get("snapshot") == "1",
+                nickname=nickname,
+            )
+        except ValueError as exc:
+            context.update(user=user, nickname=nickname, error=str(exc))
+            return render(request, "sandbox/oa_authorize.html", context, status=400)
+        back = redirect_with(params["redirect_uri"], {"code": code, "state": params["state"]})
+        return HttpResponseRedirect(back)
+
+    def _push_answer(request: HttpRequest, record: dict[str, Any]) -> HttpResponse:
+        """After a send: the phone page showing it (a person), or the exchange as JSON."""
+        if _from_a_page(request):
+            return HttpResponseRedirect(
+                reverse("sandbox-oa-phone") + "?" + urlencode({"sent": record["id"]}), status=303
+            )
+        return JsonResponse({**record, "again": reverse("sandbox-oa-again", args=[record["id"]])})
+
+    @csrf_exempt
+    def oa_showqrcode(request: HttpRequest) -> HttpResponse:
+        """What WeChat's showqrcode?ticket= gives a person in the sandbox: the code, its scene, and a button
+        that scans it as a sandbox user (a subscribe with qrscene_<scene>, or SCAN from a follower)."""
+        if request.method not in ("GET", "POST"):
+            return JsonResponse({"error": "GET or POST"}, status=405)
+        simulator = wechat()
+        server = _oa_server(simulator)
+        ticket = request.GET.get("ticket", "")
+        code = simulator.qrcode(ticket)
+        if server is None or code is None or code["appid"] != server.appid:
+            return _oa_problem(request, 404, "No such QR code at the sandbox: it expired, or was never made here.")
+        if request.method == "POST":
+            form = _form(request)
+            try:
+                record = simulator.scan(server, form.get("user", "").strip(), ticket, form.get("mode", "plain"))
+            except ValueError as exc:
+                return _oa_problem(request, 400, str(exc))
+            return _push_answer(request, record)
+        user = _pick_user(request.GET.get("user", ""), simulator.recent_users())
+        context = {
+            "code": code,
+            "expires": _when(code["expires_at"]),
+            "user": user,
+            "following": simulator.follower(server.appid, openid_for(server.appid, user)) is not None,
+            "safe_mode": server.safe_mode,
+            "svg": segno.make(code["url"], error="m").svg_inline(omitsize=True, dark="#1f2328"),
+        }
+        return render(request, "sandbox/oa_showqrcode.html", context)
+
+    @csrf_exempt
+    def oa_phone(request: HttpRequest) -> HttpResponse:
+        """A follower's phone: GET the page (?sent=<id> shows one exchange); POST sends a text, subscribe,
+        scan, CLICK or unsubscribe to our server URL (JSON {user, mode, kind, content, scene, key} or the
+        page's form) and answers with the exchange: what was sent and our passive reply."""
+        if request.method not in ("GET", "POST"):
+            return JsonResponse({"error": "GET or POST"}, status=405)
+        simulator = wechat()
+        server = _oa_server(simulator)
+        if server is None:
+            return _oa_problem(request, 404, "The sandbox has no official account (WECHAT_OA_APPID).")
+        form = _form(request) if request.method == "POST" else {}
+        error = ""
+        if request.method == "POST":
+            details = {name: form.get(name, "") for name in ("content", "scene", "key")}
+            try:
+                user, kind, mode = form.get("user", "").strip(), form.get("kind", ""), form.get("mode", "plain")
+                return _push_answer(request, simulator.send(server, user, kind, mode, **details))
+            except ValueError as exc:
+                if not _from_a_page(request):
+                    return JsonResponse({"error": str(exc)}, status=400)
+                error = str(exc)
+        sent = simulator.push_record(request.GET.get("sent", ""))
+        recent = simulator.recent_users()
+        user = _pick_user(form.get("user") or request.GET.get("user") or (sent or {}).get("user", ""), recent)
+        openid = openid_for(server.appid, user)
+        menu_keys = simulator.menu_keys(server.appid)
+        context = {
+            "server": server,
+            "original_id": original_id(server.appid),
+            "users": recent or ["alice", "bob"],
+            "user": user,
+            "openid": openid,
+            "following": simulator.follower(server.appid, openid) is not None,
+            "mode": form.get("mode") or (sent or {}).get("mode") or ("safe" if server.safe_mode else "plain"),
+            "form": form,
+            "menu_keys": menu_keys,
+            "key": form.get("key") or (menu_keys[0][1] if menu_keys else ""),
+            "sent": sent,
+            "reply_lines": _reply_lines(sent["reply_fields"]) if sent else [],
+            "error": error,
+        }
+        return render(request, "sandbox/oa_phone.html", context, status=400 if error else 200)
+
+    @csrf_exempt
+    def oa_phone_again(request: HttpRequest, push_id: str) -> HttpResponse:
+        """WeChat's retry of one exchange: the very same request sent again (our server should deduplicate)."""
+        if request.method != "POST":
+            return JsonResponse({"error": "POST"}, status=405)
+        simulator = wechat()
+        server = _oa_server(simulator)
+        if server is None:
+            return _oa_problem(request, 404, "The sandbox has no official account (WECHAT_OA_APPID).")
+        try:
+            record = simulator.push_again(server, push_id)
+        except LookupError as exc:
+            return _oa_problem(request, 404, str(exc))
+        return _push_answer(request, record)
+
     return [
         path("", index, name="sandbox-index"),
         path("pay/<str:out_trade_no>", cashier, name="sandbox-cashier"),
@@ -456,6 +699,11 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
         path("pay/<str:out_trade_no>/refund-outcome", refund_outcome, name="sandbox-refund-outcome"),
         path("refund/<str:out_refund_no>", refund_complete, name="sandbox-refund"),
         path("wechat/user-data", user_data, name="sandbox-user-data"),
+        # The official account's pages (config/providers.py points the client's consent and QR-code hosts here).
+        path("wechat/connect/oauth2/authorize", oa_authorize, name="sandbox-oa-authorize"),
+        path("wechat/cgi-bin/showqrcode", oa_showqrcode, name="sandbox-oa-showqrcode"),
+        path("wechat/official-account/phone", oa_phone, name="sandbox-oa-phone"),
+        path("wechat/official-account/phone/<str:push_id>/again", oa_phone_again, name="sandbox-oa-again"),
         path("faults", faults, name="sandbox-faults"),
         # Alipay's pages (the simulator redirects to these paths under its pages_url: keep them in step).
         path("alipay/cashier/<str:out_trade_no>", alipay_cashier, name="sandbox-alipay-cashier"),
