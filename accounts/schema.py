@@ -286,6 +286,9 @@ class BindQrCode(graphene.ObjectType):
     url = graphene.String(required=True, description="What the QR code holds.")
     expires_at = graphene.DateTime(required=True)
     svg = graphene.String(required=True, description="The QR code as an inline SVG.")
+    image_url = graphene.String(
+        description="WeChat's picture of the same code (showqrcode; in the sandbox, the page that scans it)."
+    )
 
 
 class OfficialAccountBindQrCode(graphene.Mutation):

@@ -377,6 +377,7 @@ class BindQrCode:
     url: str  # what the QR code holds
     expires_at: dt.datetime
     svg: str
+    image_url: str = ""  # WeChat's picture of the code (showqrcode); none for the OAuth fallback
 
 
 @dataclass(frozen=True)
@@ -540,15 +541,15 @@ def official_account_bind_qr_code(*, user: User, redirect_uri: str = "") -> Bind
     except ProviderError as exc:
         if exc.errcode != 48001 or not redirect_uri:  # 48001: the account has no such permission
             raise _provider_failure(exc, {}) from exc
-        url = official_account_authorize_url(redirect_uri=redirect_uri, scope="BASE", user=user)
+        url, image_url = official_account_authorize_url(redirect_uri=redirect_uri, scope="BASE", user=user), ""
     except ProviderUnavailable as exc:
         raise _provider_failure(exc, {}) from exc
     else:
-        url = ticket.url
+        url, image_url = ticket.url, ticket.image_url
         # Read by the server URL when the scan arrives (officialaccount.services.bind_by_scene).
         cache.set(f"oa:bind:{scene}", user.pk, BIND_QR_SECONDS)
     svg = segno.make(url, error="m").svg_inline(scale=4, title="Scan with WeChat to bind your account")
-    return BindQrCode(url=url, expires_at=expires_at, svg=svg)
+    return BindQrCode(url=url, expires_at=expires_at, svg=svg, image_url=image_url)
 
 
 def jssdk_config(*, url: str, js_api_list: list[str]) -> JssdkConfig:
