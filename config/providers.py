@@ -60,6 +60,7 @@ def sandbox() -> Sandbox:
             cache,
             SandboxMerchant(
                 appid=settings.WECHATPAY_APPID,
+                appids=wechatpay_config().appids,  # the apps bound to the merchant, and only those
                 mchid=settings.WECHATPAY_MCH_ID,
                 api_key=settings.WECHATPAY_API_KEY,
                 api_v3_key=settings.WECHATPAY_API_V3_KEY,
@@ -172,8 +173,11 @@ def wechatpay_config() -> WechatPayConfig:
             platform_keys.setdefault(settings.WECHATPAY_PUBLIC_KEY_ID, public_key_pem(platform))
         if not client_cert:
             client_cert, client_key = _sandbox_client_cert_files(private_key, settings.WECHATPAY_MCH_ID)
+    # The apps bound to the merchant: the mini-program's and, when it is configured, the official account's.
+    appids = [settings.WECHATPAY_APPID, settings.WECHAT_OA_APPID if official_account_ready() else ""]
     return WechatPayConfig(
         appid=settings.WECHATPAY_APPID,
+        appids=tuple(dict.fromkeys(appid for appid in appids if appid)),
         mchid=settings.WECHATPAY_MCH_ID,
         api_key=settings.WECHATPAY_API_KEY,
         api_v3_key=settings.WECHATPAY_API_V3_KEY,

@@ -1,5 +1,8 @@
 """The provider behind an order, as payments.services asks of each: query, close, refund and query a
-refund (every client reports in providers.trades' shapes), and the app and merchant its results must name."""
+refund (every client reports in providers.trades' shapes), and the app and merchant its results must name.
+
+A WeChat Pay merchant serves several apps (the mini-program, the official account): an order belongs to the
+app it was placed for, and every call about it that names an app (all of v2's) names that one."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from django.urls import reverse
 from config import providers
 from payments.models import Order
 from providers.trades import RefundState, Trade
+from providers.wechatpay.v2_client import WechatPayV2Client
 
 
 class Gateway(Protocol):
@@ -25,19 +29,58 @@ class Gateway(Protocol):
     def query_refund(self, out_refund_no: str, out_trade_no: str = "") -> RefundState: ...
 
 
+class _V2ForApp:
+    """The v2 client speaking for one app: each v2 request names an appid, and its answer must name it too
+    (v3 names the app only when an order is placed)."""
+
+    def __init__(self, client: WechatPayV2Client, appid: str) -> None:
+        self.client = client
+        self.appid = appid
+
+    def query(self, out_trade_no: str) -> Trade:
+        return self.client.query(out_trade_no, appid=self.appid)
+
+    def close(self, out_trade_no: str) -> None:
+        self.client.close(out_trade_no, appid=self.appid)
+
+    def refund(
+        self, *, out_trade_no: str, out_refund_no: str, total: int, amount: int, reason: str, notify_url: str
+    ) -> RefundState:
+        return self.client.refund(
+            out_trade_no=out_trade_no,
+            out_refund_no=out_refund_no,
+            total=total,
+            amount=amount,
+            reason=reason,
+            notify_url=notify_url,
+            appid=self.appid,
+        )
+
+    def query_refund(self, out_refund_no: str, out_trade_no: str = "") -> RefundState:
+        return self.client.query_refund(out_refund_no, out_trade_no, appid=self.appid)
+
+
 def for_order(order: Order) -> Gateway:
     if order.provider == Order.Provider.ALIPAY:
         return providers.alipay()
-    return providers.wechatpay(order.api_version)
+    client = providers.wechatpay(order.api_version)
+    if isinstance(client, WechatPayV2Client):
+        return _V2ForApp(client, wechatpay_appid(order))
+    return client
+
+
+def wechatpay_appid(order: Order) -> str:
+    """The WeChat app a WeChat Pay order was placed for (an order older than Order.appid: WECHATPAY_APPID)."""
+    return order.appid or providers.wechatpay_config().appid
 
 
 def identity(order: Order) -> tuple[str, str]:
-    """(app, merchant) a verified result for `order` must name: ours, or it is not ours to apply."""
+    """(app, merchant) a verified result for `order` must name: ours, or it is not ours to apply. For WeChat
+    Pay the order's own app: a result naming another app of the same merchant is not this order's."""
     if order.provider == Order.Provider.ALIPAY:
         alipay = providers.alipay_config()
         return alipay.app_id, alipay.seller_id
-    wechatpay = providers.wechatpay_config()
-    return wechatpay.appid, wechatpay.mchid
+    return wechatpay_appid(order), providers.wechatpay_config().mchid
 
 
 def refund_notify_url(order: Order) -> str:

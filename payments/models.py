@@ -58,6 +58,10 @@ class Order(models.Model):
     # WeChat Pay's API version; empty for Alipay, which has one.
     api_version = models.CharField(max_length=4, choices=ApiVersion.choices, blank=True)
     trade_type = models.CharField(max_length=8, choices=TradeType.choices)
+    # WeChat Pay: the app (appid) the order was placed for, whose openid pays it and whose id its notifies and
+    # answers carry: the mini-program's or the official account's. "" (orders older than the field, and
+    # Alipay's) means WECHATPAY_APPID.
+    appid = models.CharField(max_length=32, blank=True, db_default="")
     # v2 notifies may omit sign_type: they are verified with the type the order was placed with.
     sign_type = models.CharField(max_length=16)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)

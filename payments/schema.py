@@ -28,6 +28,12 @@ AlipayMethod = graphene.Enum(
     description="PAGE: a desktop browser's pay page; WAP: a phone browser's; APP: the Alipay SDK; QR: a code to scan.",
 )
 RefundStatus = graphene.Enum("RefundStatus", [(s, s) for s in RefundModel.Status.values])
+PayApp = graphene.Enum(
+    "PayApp",
+    [(app.value, app.value) for app in services.PayApp],
+    description="The WeChat app a WeChat Pay order is for: MINIPROGRAM (wx.requestPayment) or OFFICIAL_ACCOUNT "
+    "(an H5 page in WeChat: WeixinJSBridge or wx.chooseWXPay).",
+)
 
 
 class Product(DjangoObjectType):
@@ -108,7 +114,9 @@ class Refund(DjangoObjectType):
 
 
 class PayParams(graphene.ObjectType):
-    """Exactly the object wx.requestPayment takes."""
+    """Exactly the object wx.requestPayment (mini-program) and WeixinJSBridge.invoke('getBrandWCPayRequest')
+    (official-account H5 page) take; appId is the order's app. wx.chooseWXPay takes the same values with
+    `timestamp` spelled in lower case (the signature is still over timeStamp)."""
 
     app_id = graphene.String(name="appId", required=True)
     time_stamp = graphene.String(name="timeStamp", required=True)
@@ -162,6 +170,13 @@ class CreateWechatPayOrderInput(graphene.InputObjectType):
     quantity = graphene.Int(required=True)
     trade_type = TradeType(required=True)
     api_version = ApiVersion(description="Defaults to the server's WECHATPAY_API_VERSION.")
+    app = PayApp(
+        description="The app the order is placed for: its appid names the order and its openid pays a JSAPI "
+        "order. Default: MINIPROGRAM when you have a mini-program identity (wechatLogin), else OFFICIAL_ACCOUNT "
+        "when you have an official-account one (officialAccountLogin, bindOfficialAccount), else MINIPROGRAM. "
+        "OFFICIAL_ACCOUNT is BAD_USER_INPUT when the account is not configured, and so is JSAPI without an "
+        "openid in the app. APP orders name the merchant's app (WECHATPAY_APPID)."
+    )
 
 
 class CreateWechatPayOrder(graphene.Mutation):
@@ -171,7 +186,11 @@ class CreateWechatPayOrder(graphene.Mutation):
         input = CreateWechatPayOrderInput(required=True)
 
     order = graphene.Field(Order, required=True)
-    pay_params = graphene.Field(PayParams, description="JSAPI: pass to wx.requestPayment as is.")
+    pay_params = graphene.Field(
+        PayParams,
+        description="JSAPI: pass to wx.requestPayment (MINIPROGRAM) or "
+        "WeixinJSBridge.invoke('getBrandWCPayRequest', payParams, cb) (OFFICIAL_ACCOUNT) as is.",
+    )
     app_params = graphene.Field(AppPayParams, description="APP: pass to the Open SDK.")
     code_url = graphene.String(description="NATIVE: render as a QR code.")
     h5_url = graphene.String(description="H5: open in the mobile browser.")
@@ -188,6 +207,7 @@ class CreateWechatPayOrder(graphene.Mutation):
             quantity=input["quantity"],
             trade_type=input["trade_type"].value,
             api_version=input["api_version"].value if input.get("api_version") else None,
+            app=input["app"].value if input.get("app") else None,
             # WeChat Pay checks H5 payers' addresses: behind a proxy, the header it sets.
             client_ip=request.META.get(settings.RATELIMIT_IP_META_KEY or "REMOTE_ADDR") or "127.0.0.1",
         )

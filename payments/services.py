@@ -17,7 +17,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from accounts.selectors import openid_in
 from config import providers
 from core.errors import AppError, ErrorCode
 from core.urls import on_allowed_host
@@ -97,6 +96,13 @@ WECHATPAY_TRADE_TYPES = {"JSAPI", "NATIVE", "H5", "APP"}
 ALIPAY_METHODS = {"PAGE", "WAP", "APP", "QR"}
 
 
+class PayApp(enum.StrEnum):
+    """The WeChat app a WeChat Pay order is placed for: its appid names the order, its openid pays it."""
+
+    MINIPROGRAM = "MINIPROGRAM"
+    OFFICIAL_ACCOUNT = "OFFICIAL_ACCOUNT"
+
+
 def _product(sku: str, quantity: int) -> Product:
     if not 1 <= quantity <= MAX_QUANTITY:
         raise AppError(ErrorCode.BAD_USER_INPUT, f"quantity must be 1 to {MAX_QUANTITY}.")
@@ -145,9 +151,53 @@ class Payment:
     order_string: str = ""  # Alipay APP: for the Alipay SDK
 
 
+def _pay_app(user: User, app: str | None, trade_type: str) -> tuple[str, str]:
+    """(appid, the user's openid there or "") of the app the order is for. Without `app`: the mini-program
+    when the user has an identity there, else the official account when they have one there, else the
+    mini-program (the merchant's default app, WECHATPAY_APPID, which APP payments always name)."""
+    miniprogram = providers.wechatpay_config().appid
+    official_account = str(settings.WECHAT_OA_APPID) if providers.official_account_ready() else ""
+    if app == PayApp.OFFICIAL_ACCOUNT and not official_account:
+        raise AppError(
+            ErrorCode.BAD_USER_INPUT,
+            "The official account is not configured here (WECHAT_OA_APPID, WECHAT_OA_SECRET): use app MINIPROGRAM.",
+        )
+    if trade_type == Order.TradeType.APP:
+        if app == PayApp.OFFICIAL_ACCOUNT:
+            raise AppError(ErrorCode.BAD_USER_INPUT, "APP payments are the merchant's app's: leave app out.")
+        app = PayApp.MINIPROGRAM  # app_params name the merchant's appid
+    # One query for both apps: the default follows where the user has an identity.
+    apps = [appid for appid in (miniprogram, official_account) if appid]
+    openids = dict(user.wechat_identities.filter(appid__in=apps).values_list("appid", "openid"))
+    if app is None:
+        only_official_account = bool(official_account) and official_account in openids and miniprogram not in openids
+        app = PayApp.OFFICIAL_ACCOUNT if only_official_account else PayApp.MINIPROGRAM
+    appid = official_account if app == PayApp.OFFICIAL_ACCOUNT else miniprogram
+    openid = openids.get(appid, "")
+    if trade_type == Order.TradeType.JSAPI and not openid:
+        if app == PayApp.OFFICIAL_ACCOUNT:
+            raise AppError(
+                ErrorCode.BAD_USER_INPUT,
+                "JSAPI payments in the official account need your openid there: log in with officialAccountLogin "
+                "(or bindOfficialAccount) first, or use app MINIPROGRAM.",
+            )
+        raise AppError(ErrorCode.BAD_USER_INPUT, "JSAPI payments need a WeChat login: call wechatLogin first.")
+    return appid, openid
+
+
 def create_wechatpay_order(
-    *, user: User, sku: str, quantity: int, trade_type: str, api_version: str | None, client_ip: str
+    *,
+    user: User,
+    sku: str,
+    quantity: int,
+    trade_type: str,
+    api_version: str | None,
+    client_ip: str,
+    app: str | None = None,
 ) -> Payment:
+    """A server-priced order and what pays it. `app` (PayApp) is the WeChat app it is placed for: its appid
+    names the order (at WeChat Pay, in payParams, in every notify and answer) and its openid pays a JSAPI
+    order; None picks the user's app (`_pay_app`)."""
     api_version = (api_version or settings.WECHATPAY_API_VERSION).upper()
     if api_version not in Order.ApiVersion.values:
         raise AppError(ErrorCode.BAD_USER_INPUT, "apiVersion must be V2 or V3.")
@@ -157,10 +207,10 @@ def create_wechatpay_order(
         )
     if trade_type not in WECHATPAY_TRADE_TYPES:
         raise AppError(ErrorCode.BAD_USER_INPUT, "tradeType must be JSAPI, NATIVE, H5 or APP.")
+    if app is not None and app not in PayApp.__members__:
+        raise AppError(ErrorCode.BAD_USER_INPUT, "app must be MINIPROGRAM or OFFICIAL_ACCOUNT.")
     product = _product(sku, quantity)
-    openid = openid_in(user, providers.wechatpay_config().appid)
-    if trade_type == Order.TradeType.JSAPI and not openid:
-        raise AppError(ErrorCode.BAD_USER_INPUT, "JSAPI payments need a WeChat login: call wechatLogin first.")
+    appid, openid = _pay_app(user, app, trade_type)
     purchase = {
         "user": user,
         "product": product,
@@ -169,6 +219,7 @@ def create_wechatpay_order(
         "provider": Order.Provider.WECHATPAY,
         "api_version": api_version,
         "trade_type": trade_type,
+        "appid": appid,  # a retry for the other app is another order: WeChat Pay names one app per order
     }
     client = providers.wechatpay(api_version)
     order = _pending_order(purchase, sign_type=client.sign_type, payer_openid=openid)
@@ -183,6 +234,7 @@ def create_wechatpay_order(
                 expires_at=order.expires_at,
                 payer_openid=openid,
                 client_ip=client_ip,
+                appid=appid,
             )
         except (ProviderUnavailable, ProviderError) as exc:
             if isinstance(exc, ProviderError) and exc.errcode == "ORDERPAID":
@@ -192,7 +244,7 @@ def create_wechatpay_order(
         order.save(update_fields=["prepay_id", "code_url", "h5_url"])
     payment = Payment(order=order, code_url=order.code_url, h5_url=order.h5_url)
     if trade_type == Order.TradeType.JSAPI:
-        payment.pay_params = client.jsapi_params(order.prepay_id)
+        payment.pay_params = client.jsapi_params(order.prepay_id, appid=appid)
     elif trade_type == Order.TradeType.APP:
         payment.app_params = client.app_params(order.prepay_id)
     return payment
@@ -433,6 +485,15 @@ def _apply_refund(state: RefundState, source: str) -> Outcome:
     if order is None or refund is None or refund.order_id != order.pk:
         logger.warning("refund %s for unknown refund %s", source, state.out_refund_no[:64])
         return Outcome.UNKNOWN_ORDER
+    appid, merchant = gateways.identity(order)
+    if (state.appid and not constant_time_equal(state.appid, appid)) or (
+        state.mchid and not constant_time_equal(state.mchid, merchant)
+    ):
+        facts = (refund.pk, state.status, state.amount, state.refund_id, state.appid, state.mchid)
+        reason = f"refund {refund.out_refund_no} names merchant {state.mchid[:32]!r} and app {state.appid[:32]!r}"
+        return _record_mismatch(
+            order, facts, source=source, kind=f"REFUND.{state.status}", raw=state.raw, reason=reason
+        )
     if (state.amount is not None and state.amount != refund.amount) or not _fits(Refund, state, REFUND_FIELDS):
         facts = (refund.pk, state.status, state.amount, state.refund_id)
         reason = f"refund {refund.out_refund_no} of {refund.amount} fen reported as {state.amount}"

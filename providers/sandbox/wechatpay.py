@@ -5,6 +5,10 @@ It verifies what we send exactly as WeChat Pay does (v2 `sign` with the API key,
 certificate) and signs what it sends (v2 with the API key and the order's sign type, v3 with
 the platform key).
 
+Apps: the merchant is bound to its appid and `appids` (a mini-program, an official account), and refuses
+any other. An order belongs to the app its creating request named; its notifies, and the v2 answers about
+it, name that app (a v2 answer about no order names the app the request named).
+
 v3 keys: one platform key, known by two ids: the merchant's PUB_KEY_ID (public-key mode) and the
 serial of a platform certificate the sandbox issues for it (GET /v3/certificates serves it,
 encrypted with the APIv3 key). An answer names the id the request names in its own
@@ -104,6 +108,12 @@ class SandboxMerchant:
     merchant_public_key: str  # verifies our v3 requests and our v2 client certificate
     platform_private_key: str  # signs v3 answers and notifies
     platform_key_id: str  # the merchant's PUB_KEY_ID_... (or a certificate serial)
+    # The other apps bound to the merchant (an official account beside the mini-program): an order may
+    # name any of them, and its answers and notifies then name that app.
+    appids: tuple[str, ...] = ()
+
+    def binds(self, appid: str) -> bool:
+        return bool(appid) and (appid == self.appid or appid in self.appids)
 
 
 @dataclass(frozen=True)
@@ -325,7 +335,7 @@ class WechatPaySimulator(NotifySender):
             params = v2.parse_xml(request.body)
         except v2.XmlError:
             return _v2_error("XML parse error")
-        if params.get("appid") != self.m.appid or params.get("mch_id") != self.m.mchid:
+        if not self.m.binds(params.get("appid", "")) or params.get("mch_id") != self.m.mchid:
             return _v2_error("appid and mch_id do not match")
         sign_type = params.get("sign_type") or "MD5"
         if sign_type not in v2.SIGN_TYPES or not v2.verify(params, self.m.api_key, sign_type):
@@ -333,7 +343,9 @@ class WechatPaySimulator(NotifySender):
         answer = handler(params)
         answer.setdefault("return_code", "SUCCESS")
         answer.setdefault("return_msg", "OK")
-        answer.update({"appid": self.m.appid, "mch_id": self.m.mchid, "nonce_str": v2.nonce()})
+        # The app the request named; an answer about an order names the order's app.
+        answer.setdefault("appid", params["appid"])
+        answer.update({"mch_id": self.m.mchid, "nonce_str": v2.nonce()})
         answer["sign"] = self._v2_sign(answer, sign_type)
         return SandboxResponse(200, v2.to_xml(answer), {"Content-Type": "text/xml"})
 
@@ -359,6 +371,7 @@ class WechatPaySimulator(NotifySender):
         notify_url: str,
         payer_openid: str,
         sign_type: str,
+        appid: str,
         attach: str = "",
         time_expire: dt.datetime | None = None,
         key_id: str = "",
@@ -372,16 +385,17 @@ class WechatPaySimulator(NotifySender):
                     return None, "ORDERPAID"
                 if existing["state"] == "CLOSED":
                     return None, "ORDERCLOSED"
-                same = (existing["amount"], existing["trade_type"], existing["version"]) == (
+                same = (existing["amount"], existing["trade_type"], existing["version"], existing["appid"]) == (
                     amount,
                     trade_type,
                     version,
+                    appid,
                 )
                 return (existing, "") if same else (None, "OUT_TRADE_NO_USED")
             prepay_id = "wx" + _now_china().strftime("%d%H%M%S") + secrets.token_hex(12)
             order = {
                 "version": version,
-                "appid": self.m.appid,
+                "appid": appid,
                 "mchid": self.m.mchid,
                 "out_trade_no": out_trade_no,
                 "amount": amount,
@@ -449,6 +463,7 @@ class WechatPaySimulator(NotifySender):
             notify_url=p["notify_url"],
             payer_openid=p.get("openid", ""),
             sign_type=p.get("sign_type") or "MD5",
+            appid=p["appid"],
             attach=p.get("attach", ""),
             time_expire=time_expire,
         )
@@ -487,6 +502,7 @@ class WechatPaySimulator(NotifySender):
         if order is None:
             return _v2_fail("ORDERNOTEXIST", "订单不存在")
         answer = {
+            "appid": order["appid"],
             "result_code": "SUCCESS",
             "trade_state": order["state"],
             "trade_state_desc": TRADE_STATE_DESC[order["state"]],
@@ -497,14 +513,15 @@ class WechatPaySimulator(NotifySender):
         return {**answer, "out_trade_no": order["out_trade_no"], "attach": order["attach"] or None}
 
     def v2_closeorder(self, p: dict[str, str]) -> dict[str, Any]:
-        _, error = self._close(p.get("out_trade_no", ""))
+        order, error = self._close(p.get("out_trade_no", ""))
         descriptions = {
             "ORDERNOTEXIST": "订单不存在",
             "ORDERPAID": "订单已支付",
             "ORDERCLOSED": "订单已关闭",
             "USERPAYING": "用户支付中",
         }
-        return _v2_fail(error, descriptions[error]) if error else {"result_code": "SUCCESS"}
+        answer = _v2_fail(error, descriptions[error]) if error else {"result_code": "SUCCESS"}
+        return {**answer, "appid": order["appid"]} if order else answer
 
     def v2_refund(self, p: dict[str, str]) -> dict[str, Any]:
         refund, error = self._create_refund(
@@ -519,6 +536,7 @@ class WechatPaySimulator(NotifySender):
         if refund is None:
             return _v2_fail(error)
         return {
+            "appid": refund.get("appid") or self.m.appid,
             "result_code": "SUCCESS",
             "transaction_id": refund["transaction_id"],
             "out_trade_no": refund["out_trade_no"],
@@ -546,6 +564,7 @@ class WechatPaySimulator(NotifySender):
             return _v2_fail("REFUNDNOTEXIST", "退款单不存在")
         first = refunds[0]
         answer: dict[str, Any] = {
+            "appid": first.get("appid") or self.m.appid,
             "result_code": "SUCCESS",
             "transaction_id": first["transaction_id"],
             "out_trade_no": first["out_trade_no"],
@@ -607,6 +626,7 @@ class WechatPaySimulator(NotifySender):
                 return None, "INVALID_REQUEST"
             refund = {
                 "version": version,
+                "appid": order["appid"],
                 "out_trade_no": order["out_trade_no"],
                 "transaction_id": order["transaction_id"],
                 "out_refund_no": out_refund_no,
@@ -763,7 +783,7 @@ class WechatPaySimulator(NotifySender):
 
     def v3_create(self, trade_type: str, body: dict[str, Any], key_id: str = "") -> tuple[int, dict[str, Any]]:
         amount = body.get("amount", {}).get("total") if isinstance(body.get("amount"), dict) else None
-        if body.get("appid") != self.m.appid or body.get("mchid") != self.m.mchid:
+        if not self.m.binds(str(body.get("appid", ""))) or body.get("mchid") != self.m.mchid:
             return _v3_fail(400, "PARAM_ERROR", "appid和mch_id不匹配")
         if not isinstance(amount, int) or amount <= 0 or not body.get("notify_url") or not body.get("out_trade_no"):
             return _v3_fail(400, "PARAM_ERROR", "参数错误")
@@ -787,6 +807,7 @@ class WechatPaySimulator(NotifySender):
             notify_url=str(body["notify_url"]),
             payer_openid=str(payer.get("openid", "")),
             sign_type="RSA",
+            appid=str(body["appid"]),
             attach=str(body.get("attach", "")),
             time_expire=time_expire,
             key_id=key_id,
@@ -952,7 +973,7 @@ class WechatPaySimulator(NotifySender):
             params: dict[str, Any] = {
                 "return_code": "SUCCESS",
                 "result_code": "SUCCESS",
-                "appid": self.m.appid,
+                "appid": order["appid"],
                 "mch_id": self.m.mchid,
                 "nonce_str": v2.nonce(),
                 **self._v2_trade_fields(order),
@@ -1000,7 +1021,7 @@ class WechatPaySimulator(NotifySender):
             }
             params = {
                 "return_code": "SUCCESS",
-                "appid": self.m.appid,
+                "appid": refund.get("appid") or self.m.appid,  # the refunded order's app
                 "mch_id": self.m.mchid,
                 "nonce_str": v2.nonce(),
                 "req_info": encrypt_refund_info(info, self.m.api_key),

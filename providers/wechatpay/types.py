@@ -20,7 +20,7 @@ TradeType = Literal["JSAPI", "NATIVE", "H5", "APP"]
 
 @dataclass(frozen=True)
 class WechatPayConfig:
-    appid: str
+    appid: str  # the merchant's default app: calls that name no appid use it
     mchid: str
     api_key: str = ""  # v2
     api_v3_key: str = ""  # v3
@@ -31,9 +31,19 @@ class WechatPayConfig:
     client_cert: str | None = None  # v2 refunds: paths of the merchant API certificate and key
     client_key: str | None = None
     base_url: str = BASE_URL
+    # Every appid bound to the merchant (a mini-program, an official account...): an order names the app
+    # its payer's openid belongs to. `appid` is bound whether listed or not.
+    appids: tuple[str, ...] = ()
+
+    def binds(self, appid: str) -> bool:
+        """Whether `appid` is bound to this merchant (so its orders, answers and notifies are ours)."""
+        return bool(appid) and (appid == self.appid or appid in self.appids)
 
     def __repr__(self) -> str:  # keys never reach a log line
-        return f"WechatPayConfig(appid={self.appid!r}, mchid={self.mchid!r}, base_url={self.base_url!r})"
+        return (
+            f"WechatPayConfig(appid={self.appid!r}, mchid={self.mchid!r}, appids={self.appids!r}, "
+            f"base_url={self.base_url!r})"
+        )
 
 
 @dataclass(frozen=True)

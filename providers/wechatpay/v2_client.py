@@ -67,11 +67,20 @@ class WechatPayV2Client:
         self.sign_type = sign_type
 
     # --- plumbing ----------------------------------------------------------
-    def _post(self, path: str, params: dict[str, Any], *, cert: bool = False) -> dict[str, str]:
+    def _appid(self, appid: str) -> str:
+        """The app a call names: `appid` (one bound to the merchant), or the merchant's default."""
+        appid = appid or self.config.appid
+        if not self.config.binds(appid):
+            raise ProviderError(PROVIDER, "NOT_CONFIGURED", f"appid {appid[:32]!r} is not bound to this merchant")
+        return appid
+
+    def _post(self, path: str, params: dict[str, Any], *, appid: str = "", cert: bool = False) -> dict[str, str]:
+        """Every v2 request names an app (`appid`, default the merchant's), and its answer must name the same."""
         if len(self.config.api_key) != 32:
             raise ProviderError(PROVIDER, "NOT_CONFIGURED", "WeChat Pay v2 needs a 32-character API key")
+        appid = self._appid(appid)
         body = {
-            "appid": self.config.appid,
+            "appid": appid,
             "mch_id": self.config.mchid,
             "nonce_str": v2.nonce(),
             "sign_type": self.sign_type,
@@ -100,7 +109,7 @@ class WechatPayV2Client:
         # WeChat Pay signs every answer it accepted; an unsigned one is not trusted.
         if not v2.verify(answer, self.config.api_key, self.sign_type):
             raise ProviderUnavailable(PROVIDER, "answer signature missing or wrong")
-        if answer.get("appid") != self.config.appid or answer.get("mch_id") != self.config.mchid:
+        if answer.get("appid") != appid or answer.get("mch_id") != self.config.mchid:
             raise ProviderUnavailable(PROVIDER, "answer names another appid or mch_id")
         return answer
 
@@ -121,7 +130,9 @@ class WechatPayV2Client:
         expires_at: dt.datetime,
         payer_openid: str = "",
         client_ip: str = "127.0.0.1",
+        appid: str = "",
     ) -> Prepay:
+        """`appid`: the app the payer's openid belongs to (JSAPI), default the merchant's."""
         params: dict[str, Any] = {
             "body": description[:128],
             "out_trade_no": out_trade_no,
@@ -135,7 +146,7 @@ class WechatPayV2Client:
             params["openid"] = payer_openid
         if trade_type == "H5":
             params["scene_info"] = '{"h5_info": {"type": "Wap"}}'
-        answer = self._post("/pay/unifiedorder", params)
+        answer = self._post("/pay/unifiedorder", params, appid=appid)
         self._require_success(answer)
         return Prepay(
             prepay_id=answer.get("prepay_id", ""),
@@ -156,18 +167,26 @@ class WechatPayV2Client:
             raw=dict(data),
         )
 
-    def query(self, out_trade_no: str) -> Trade:
-        answer = self._post("/pay/orderquery", {"out_trade_no": out_trade_no})
+    def query(self, out_trade_no: str, *, appid: str = "") -> Trade:
+        answer = self._post("/pay/orderquery", {"out_trade_no": out_trade_no}, appid=appid)
         self._require_success(answer)
         return self._trade(answer, answer.get("trade_state", ""))
 
-    def close(self, out_trade_no: str) -> None:
-        answer = self._post("/pay/closeorder", {"out_trade_no": out_trade_no})
+    def close(self, out_trade_no: str, *, appid: str = "") -> None:
+        answer = self._post("/pay/closeorder", {"out_trade_no": out_trade_no}, appid=appid)
         if answer.get("result_code") != "SUCCESS" and answer.get("err_code") != "ORDERCLOSED":
             self._require_success(answer)
 
     def refund(
-        self, *, out_trade_no: str, out_refund_no: str, total: int, amount: int, reason: str, notify_url: str
+        self,
+        *,
+        out_trade_no: str,
+        out_refund_no: str,
+        total: int,
+        amount: int,
+        reason: str,
+        notify_url: str,
+        appid: str = "",
     ) -> RefundState:
         params = {
             "out_trade_no": out_trade_no,
@@ -177,7 +196,7 @@ class WechatPayV2Client:
             "refund_desc": reason[:80],
             "notify_url": notify_url,
         }
-        answer = self._post("/secapi/pay/refund", params, cert=True)
+        answer = self._post("/secapi/pay/refund", params, appid=appid, cert=True)
         self._require_success(answer)
         return RefundState(
             out_trade_no=out_trade_no,
@@ -189,9 +208,9 @@ class WechatPayV2Client:
             raw=answer,
         )
 
-    def query_refund(self, out_refund_no: str, out_trade_no: str = "") -> RefundState:
+    def query_refund(self, out_refund_no: str, out_trade_no: str = "", *, appid: str = "") -> RefundState:
         """`out_trade_no` is not needed here (Alipay's refund query needs it: one signature for both)."""
-        answer = self._post("/pay/refundquery", {"out_refund_no": out_refund_no})
+        answer = self._post("/pay/refundquery", {"out_refund_no": out_refund_no}, appid=appid)
         self._require_success(answer)
         return RefundState(
             out_trade_no=answer.get("out_trade_no", ""),
@@ -204,8 +223,9 @@ class WechatPayV2Client:
         )
 
     # --- front-end parameters ----------------------------------------------
-    def jsapi_params(self, prepay_id: str) -> dict[str, str]:
-        return v2.jsapi_params(self.config.appid, prepay_id, self.config.api_key, self.sign_type)
+    def jsapi_params(self, prepay_id: str, appid: str = "") -> dict[str, str]:
+        """What wx.requestPayment and WeixinJSBridge's getBrandWCPayRequest take; `appid`: the order's app."""
+        return v2.jsapi_params(self._appid(appid), prepay_id, self.config.api_key, self.sign_type)
 
     def app_params(self, prepay_id: str) -> dict[str, str]:
         params = {
@@ -277,7 +297,8 @@ class WechatPayV2Client:
         return Notify(event_id=f"refund:{refund.refund_id}:{status}", refund=refund)
 
     def _check_ids(self, data: Mapping[str, str]) -> None:
-        if not constant_time_equal(data.get("appid"), self.config.appid) or not constant_time_equal(
+        """One of our apps and our merchant (the payments service matches the app with the refund's order)."""
+        if not self.config.binds(data.get("appid", "")) or not constant_time_equal(
             data.get("mch_id"), self.config.mchid
         ):
             raise InvalidNotify("appid or mch_id is not ours")

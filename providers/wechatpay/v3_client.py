@@ -58,6 +58,13 @@ class WechatPayV3Client:
         self.http = http
 
     # --- plumbing ----------------------------------------------------------
+    def _appid(self, appid: str) -> str:
+        """The app a call names: `appid` (one bound to the merchant), or the merchant's default."""
+        appid = appid or self.config.appid
+        if not self.config.binds(appid):
+            raise ProviderError(PROVIDER, "NOT_CONFIGURED", f"appid {appid[:32]!r} is not bound to this merchant")
+        return appid
+
     def verify(self, headers: Any, body: str, *, notify: bool = False) -> bool:
         """Checks a v3 answer or notify: signature type, key by serial, fresh timestamp, signature over
         the raw body.
@@ -145,9 +152,11 @@ class WechatPayV3Client:
         expires_at: dt.datetime,
         payer_openid: str = "",
         client_ip: str = "127.0.0.1",
+        appid: str = "",
     ) -> Prepay:
+        """`appid`: the app the payer's openid belongs to (JSAPI), default the merchant's."""
         payload: dict[str, Any] = {
-            "appid": self.config.appid,
+            "appid": self._appid(appid),
             "mchid": self.config.mchid,
             "description": description[:127],
             "out_trade_no": out_trade_no,
@@ -220,8 +229,9 @@ class WechatPayV3Client:
         return self._refund(self._request("GET", f"/v3/refund/domestic/refunds/{quote(out_refund_no, safe='')}"))
 
     # --- front-end parameters ----------------------------------------------
-    def jsapi_params(self, prepay_id: str) -> dict[str, str]:
-        return v3.jsapi_params(self.config.appid, prepay_id, self.config.private_key_pem)
+    def jsapi_params(self, prepay_id: str, appid: str = "") -> dict[str, str]:
+        """What wx.requestPayment and WeixinJSBridge's getBrandWCPayRequest take; `appid`: the order's app."""
+        return v3.jsapi_params(self._appid(appid), prepay_id, self.config.private_key_pem)
 
     def app_params(self, prepay_id: str) -> dict[str, str]:
         timestamp, nonce = str(int(time.time())), secrets.token_hex(16)

@@ -6,8 +6,10 @@ import pytest
 import requests
 from graphql_jwt.shortcuts import get_token
 
+from accounts.models import WechatIdentity
 from config import providers
-from tests.factories import ProductFactory, StaffFactory
+from payments.models import Order
+from tests.factories import ProductFactory, StaffFactory, UserFactory, WechatIdentityFactory
 from tests.helpers import CREATE_ORDER, LOGIN, create_order_input, sandbox_notifies
 
 ORDER = "query($n: String!) { order(outTradeNo: $n) { status transactionId refundedAmount } }"
@@ -69,3 +71,26 @@ def test_pay_and_refund_over_http(server, version):
             break
         time.sleep(0.1)
     assert order == {**order, "status": "REFUNDED", "refundedAmount": 1800}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("version", ["V2", "V3"])
+def test_an_official_account_user_pays_on_the_cashier_over_http(server, settings, version):
+    # Logged in through the official account only (its web OAuth made this identity).
+    user = UserFactory(username=f"h5-{version}")
+    WechatIdentityFactory(
+        user=user, kind=WechatIdentity.Kind.OFFICIAL_ACCOUNT, appid=settings.WECHAT_OA_APPID, openid=f"o-h5-{version}"
+    )
+    token = get_token(user)
+    created = _create(server, token, "JSAPI", version)
+    number = created["order"]["outTradeNo"]
+    assert created["payParams"]["appId"] == settings.WECHAT_OA_APPID
+
+    paid = requests.post(f"{server.url}/sandbox/pay/{number}", timeout=30)
+    assert paid.status_code == 202 and paid.json()["paid"] is True
+    (delivery,) = sandbox_notifies(server.url, number)
+    assert delivery["status"] == (204 if version == "V3" else 200)
+    assert server(ORDER, {"n": number}, token)["order"]["status"] == "PAID"
+    synced = server("mutation($n: String!) { syncOrder(outTradeNo: $n) { status } }", {"n": number}, token)
+    assert synced["syncOrder"]["status"] == "PAID"
+    assert Order.objects.get(out_trade_no=number).needs_attention is False

@@ -107,9 +107,9 @@ def _refund_deliveries(sandbox: Any, out_refund_no: str, count: int) -> list[dic
 # --- v2: wechatpy -------------------------------------------------------------------------
 
 
-def _wechatpy(base_url: str | None, *, cert: tuple[str, str] | None = None) -> WechatpyPay:
+def _wechatpy(base_url: str | None, *, cert: tuple[str, str] | None = None, appid: str = "") -> WechatpyPay:
     client = WechatpyPay(
-        appid=settings.WECHATPAY_APPID,
+        appid=appid or settings.WECHATPAY_APPID,
         api_key=settings.WECHATPAY_API_KEY,
         mch_id=settings.WECHATPAY_MCH_ID,
         mch_cert=cert[0] if cert else None,
@@ -277,6 +277,38 @@ def test_wechatpy_refunds_with_its_certificate_queries_by_each_id_and_parses_ref
         assert both["refund_count"] == "2" and {both["refund_fee_0"], both["refund_fee_1"]} == {"800", "1000"}
 
 
+def test_wechatpy_as_the_official_account_gets_every_answer_and_notify_named_for_it(sandbox):
+    """The merchant's other app: wechatpy configured with the official account's appid (an H5 page's JSAPI
+    payment) places, pays, queries and refunds, and everything WeChat Pay sends names that app."""
+    oa = settings.WECHAT_OA_APPID
+    client = _wechatpy(sandbox.api, cert=_merchant_cert(), appid=oa)
+    number = _v2_order(client, sandbox, "JSAPI", user_id="o-h5")
+    assert sandbox.sim.order(number)["appid"] == oa
+    # Our pay params are wechatpy's, for WeixinJSBridge and (timestamp in lower case) for wx.chooseWXPay.
+    prepay_id = sandbox.sim.order(number)["prepay_id"]
+    ours = v2.jsapi_params(oa, prepay_id, settings.WECHATPAY_API_KEY, "MD5", nonce_str="n" * 32, timestamp=1414561699)
+    assert client.jsapi.get_jsapi_params(prepay_id, timestamp="1414561699", nonce_str="n" * 32) == ours
+    choose = client.jsapi.get_jsapi_params(prepay_id, timestamp="1414561699", nonce_str="n" * 32, jssdk=True)
+    assert choose == {**{k: v for k, v in ours.items() if k != "timeStamp"}, "timestamp": ours["timeStamp"]}
+
+    assert _cashier(sandbox, number).status_code == 202
+    notify = client.parse_payment_result(sandbox.inbox.wait(1)[0][2])
+    assert (notify["appid"], notify["openid"]) == (oa, "o-h5")
+    queried = client.order.query(out_trade_no=number)
+    assert client.check_signature(queried) and queried["appid"] == oa
+    refund_url = f"{sandbox.url}/notify/wechatpay/v2/refund/"
+    refund = client.refund.apply(1800, 1800, "R" + number, out_trade_no=number, notify_url=refund_url)
+    assert refund["result_code"] == "SUCCESS" and refund["appid"] == oa
+    refund_notify_body = sandbox.inbox.wait(2)[1][2]
+    assert v2.parse_xml(refund_notify_body)["appid"] == oa
+    assert client.parse_refund_notify_result(refund_notify_body)["refund_status"] == "SUCCESS"
+    assert client.refund.query(out_refund_no="R" + number)["appid"] == oa
+
+    # An appid the merchant is not bound to is refused.
+    with pytest.raises(WeChatPayException):
+        _v2_order(_wechatpy(sandbox.api, appid="wx0000000000000bad"), sandbox)
+
+
 def test_v2_refunds_need_the_merchant_certificate_in_process(sandbox, tmp_path):
     """In-process the sandbox sees the certificate requests presents, as the real /secapi/ host does."""
     host = "https://api.mch.weixin.qq.com"
@@ -329,14 +361,14 @@ def test_wechatpy_sees_an_expired_order_closed(sandbox, monkeypatch):
 # --- v3: wechatpayv3 ----------------------------------------------------------------------
 
 
-def _wechatpayv3(sandbox: Any, mode: str, monkeypatch: pytest.MonkeyPatch) -> WechatPayV3:
+def _wechatpayv3(sandbox: Any, mode: str, monkeypatch: pytest.MonkeyPatch, appid: str = "") -> WechatPayV3:
     merchant, platform = providers._wechatpay_sandbox_keys()
     options: dict[str, Any] = {
         "wechatpay_type": WeChatPayType.NATIVE,
         "mchid": settings.WECHATPAY_MCH_ID,
         "private_key": RSA.import_key(merchant).export_key(pkcs=8).decode(),  # it reads PKCS#8 only
         "cert_serial_no": settings.WECHATPAY_CERT_SERIAL_NO,
-        "appid": settings.WECHATPAY_APPID,
+        "appid": appid or settings.WECHATPAY_APPID,
         "apiv3_key": settings.WECHATPAY_API_V3_KEY,
         "notify_url": f"{sandbox.url}/notify/wechatpay/v3/",
         "timeout": 10,
@@ -479,6 +511,27 @@ def test_wechatpayv3_queries_closes_refunds_and_takes_every_notify(sandbox, mode
     _ok(client.close(unpaid_number), 204)
     assert _ok(client.query(out_trade_no=unpaid_number))["trade_state"] == "CLOSED"
     assert client.close(number)[0] == 400  # paid: refused
+
+
+def test_wechatpayv3_as_the_official_account_gets_its_orders_and_notifies_named_for_it(sandbox, monkeypatch):
+    oa = settings.WECHAT_OA_APPID
+    client = _wechatpayv3(sandbox, "public_key", monkeypatch, appid=oa)
+    number = _v3_order(client, WeChatPayType.JSAPI, payer={"openid": "o-h5"})
+    prepay_id = sandbox.sim.order(number)["prepay_id"]
+    # Our pay params sign what wechatpayv3 signs for the account's appid (RSA PKCS#1 v1.5 is deterministic).
+    merchant, _ = providers._wechatpay_sandbox_keys()
+    ours = v3.jsapi_params(oa, prepay_id, merchant, nonce_str="n" * 32, timestamp=1414561699)
+    assert ours["paySign"] == client.sign([oa, "1414561699", "n" * 32, f"prepay_id={prepay_id}"])
+
+    assert _cashier(sandbox, number).status_code == 202
+    ((_, headers, body),) = sandbox.inbox.wait(1)
+    notify = client.callback(headers, body)
+    assert notify and (notify["resource"]["appid"], notify["resource"]["payer"]["openid"]) == (oa, "o-h5")
+    assert _ok(client.query(out_trade_no=number))["appid"] == oa
+    code, message = client.pay(
+        description="Coffee", out_trade_no=_number(), amount={"total": 1800}, appid="wx0000000000000bad"
+    )
+    assert code == 400 and json.loads(message)["code"] == "PARAM_ERROR"
 
 
 def test_certificates_are_served_encrypted_as_documented(sandbox, monkeypatch):
