@@ -231,14 +231,19 @@ class OfficialAccountAuthorizeUrl(graphene.Mutation):
         scope = OAuthScope(required=True)
 
     url = graphene.String(required=True)
+    state = graphene.String(
+        required=True,
+        description="Keep it (e.g. sessionStorage) and call officialAccountLogin only when the callback's state "
+        "is this one: a link carrying someone else's code and state would log this browser in as them.",
+    )
 
     @staticmethod
     def mutate(root: Any, info: GraphQLResolveInfo, redirect_uri: str, scope: Any) -> OfficialAccountAuthorizeUrl:
         enforce(info.context, group="oaAuthorize:ip", key="ip", rate=settings.RATELIMIT_LOGIN)
         requester = request_user(info.context)
         user = requester if requester.is_authenticated else None
-        url = services.official_account_authorize_url(redirect_uri=redirect_uri, scope=scope.value, user=user)
-        return OfficialAccountAuthorizeUrl(url=url)
+        url, state = services.official_account_authorize_url(redirect_uri=redirect_uri, scope=scope.value, user=user)
+        return OfficialAccountAuthorizeUrl(url=url, state=state)
 
 
 class OfficialAccountLogin(graphene.Mutation):

@@ -166,7 +166,14 @@ def _identity_for_login(
             with transaction.atomic():
                 return _new_identity(appid=appid, openid=openid, unionid=unionid, kind=kind, fields=fields, now=now)
         except IntegrityError:
-            identity = identities.get(appid=appid, openid=openid)
+            identity = identities.filter(appid=appid, openid=openid).first()
+            if identity is None:
+                # Not that race: the (user, appid) constraint. The person this unionid names has another
+                # openid in this app already (bound to them some other way).
+                raise AppError(
+                    ErrorCode.CONFLICT,
+                    "Your account already has another WeChat user in this app: ask support to unbind it.",
+                ) from None
     if not identity.user.is_active:
         raise AppError(ErrorCode.FORBIDDEN, "This account is disabled.")
     if unionid and identity.unionid != unionid:
@@ -399,10 +406,12 @@ def _state_key(state: str) -> str:
     return "oa:state:" + hashlib.sha256(state.encode()).hexdigest()
 
 
-def official_account_authorize_url(*, redirect_uri: str, scope: str, user: User | None) -> str:
-    """The consent URL of a web OAuth login (or, logged in, a binding) that comes back to `redirect_uri`
-    with a code and a state: random, kept here for 10 minutes, usable once, and only by whoever asked
-    for it (a logged-in user's state binds only that user)."""
+def official_account_authorize_url(*, redirect_uri: str, scope: str, user: User | None) -> tuple[str, str]:
+    """(The consent URL of a web OAuth login (or, logged in, a binding) that comes back to `redirect_uri`
+    with a code and a state, the state): random, kept here for 10 minutes, usable once, and only by
+    whoever asked for it (a logged-in user's state binds only that user). The page keeps the state and
+    sends a callback on only when its state is that one: a link carrying someone else's code and state
+    would log the browser in as them (login CSRF)."""
     client = _official_account()
     if scope not in OAUTH_SCOPES:
         raise AppError(ErrorCode.BAD_USER_INPUT, "scope must be BASE or USERINFO.")
@@ -410,7 +419,7 @@ def official_account_authorize_url(*, redirect_uri: str, scope: str, user: User 
         raise AppError(ErrorCode.BAD_USER_INPUT, "redirectUri must be an http(s) address on an allowed host.")
     state = secrets.token_hex(16)  # WeChat takes a-z, A-Z, 0-9 only
     cache.set(_state_key(state), {"user": user.pk if user else None}, OAUTH_SECONDS)
-    return str(client.authorize_url(redirect_uri, OAUTH_SCOPES[scope], state))
+    return str(client.authorize_url(redirect_uri, OAUTH_SCOPES[scope], state)), state
 
 
 def _take_state(state: str) -> dict[str, Any]:
@@ -431,10 +440,19 @@ def _oauth(code: str, state: str) -> tuple[Any, Any, dict[str, Any]]:
     if not code or len(code) > MAX_CODE_LENGTH:
         raise AppError(ErrorCode.BAD_USER_INPUT, "Send the code WeChat added to your redirectUri.")
     # WeChat sometimes calls the redirect twice: the code answers once, never with a second user.
-    if not cache.add("oa:code:" + hashlib.sha256(code.encode()).hexdigest(), 1, OAUTH_SECONDS):
+    code_key = "oa:code:" + hashlib.sha256(code.encode()).hexdigest()
+    if not cache.add(code_key, 1, OAUTH_SECONDS):
         raise AppError(ErrorCode.BAD_USER_INPUT, "This OAuth code was already used: start the login again.")
     client = providers.official_account()
-    token = _provider_call(client.oauth_access_token, code, errors=OAUTH_ERRORS)
+    try:
+        token = client.oauth_access_token(code)
+    except ProviderUnavailable as exc:
+        # WeChat never answered: the code and the state were not used, so a retry may use them.
+        cache.delete(code_key)
+        cache.set(_state_key(state), pending, OAUTH_SECONDS)
+        raise _provider_failure(exc, OAUTH_ERRORS) from exc
+    except ProviderError as exc:
+        raise _provider_failure(exc, OAUTH_ERRORS) from exc
     if token.is_snapshotuser:
         raise AppError(
             ErrorCode.FORBIDDEN,
@@ -495,6 +513,10 @@ def bind_official_account_openid(*, user: User, openid: str, unionid: str | None
     """The user's identity in the official account, made now or found; CONFLICT when the openid
     belongs to someone else or the user already has another one there."""
     appid = settings.WECHAT_OA_APPID
+    known = set(user.wechat_identities.exclude(unionid="").values_list("unionid", flat=True))
+    if unionid and known and unionid not in known:
+        # WeChat says this follower is another person: binding them would let them log in as this user.
+        raise AppError(ErrorCode.CONFLICT, "This WeChat account belongs to someone else: bind your own.")
     with transaction.atomic():
         existing = WechatIdentity.objects.select_for_update().filter(appid=appid, openid=openid).first()
         if existing is not None:
@@ -530,24 +552,32 @@ def bind_official_account(*, user: User, code: str, state: str) -> User:
     return user
 
 
+def bind_scene_key(scene: str) -> str:
+    """Where a bind QR code's scene names the user who asked for it, while the code lives."""
+    return f"oa:bind:{scene}"
+
+
+BIND_SCENE_PREFIX = "bind"
+
+
 def official_account_bind_qr_code(*, user: User, redirect_uri: str = "") -> BindQrCode:
     """A QR code that binds whoever scans it and follows (or, already following, scans) to `user`: a
     temporary scene code; when the account cannot make those, an OAuth binding link (to `redirect_uri`)."""
     client = _official_account()
-    scene = "bind" + secrets.token_hex(16)
+    scene = BIND_SCENE_PREFIX + secrets.token_hex(16)
     expires_at = timezone.now() + dt.timedelta(seconds=BIND_QR_SECONDS)
     try:
         ticket = client.create_temporary_qrcode(scene, BIND_QR_SECONDS)
     except ProviderError as exc:
         if exc.errcode != 48001 or not redirect_uri:  # 48001: the account has no such permission
             raise _provider_failure(exc, {}) from exc
-        url, image_url = official_account_authorize_url(redirect_uri=redirect_uri, scope="BASE", user=user), ""
+        url, image_url = official_account_authorize_url(redirect_uri=redirect_uri, scope="BASE", user=user)[0], ""
     except ProviderUnavailable as exc:
         raise _provider_failure(exc, {}) from exc
     else:
         url, image_url = ticket.url, ticket.image_url
         # Read by the server URL when the scan arrives (officialaccount.services.bind_by_scene).
-        cache.set(f"oa:bind:{scene}", user.pk, BIND_QR_SECONDS)
+        cache.set(bind_scene_key(scene), user.pk, BIND_QR_SECONDS)
     svg = segno.make(url, error="m").svg_inline(scale=4, title="Scan with WeChat to bind your account")
     return BindQrCode(url=url, expires_at=expires_at, svg=svg, image_url=image_url)
 

@@ -23,6 +23,7 @@ from core.urls import on_allowed_host
 from payments import gateways
 from payments.models import Order, PaymentEvent, Product, Refund
 from payments.selectors import IN_FLIGHT_REFUNDS, order_for, refundable_amount
+from payments.signals import order_paid
 from providers.compare import constant_time_equal
 from providers.http import ProviderError, ProviderUnavailable
 from providers.trades import RefundState, Trade
@@ -152,9 +153,11 @@ class Payment:
 
 
 def _pay_app(user: User, app: str | None, trade_type: str) -> tuple[str, str]:
-    """(appid, the user's openid there or "") of the app the order is for. Without `app`: the mini-program
-    when the user has an identity there, else the official account when they have one there, else the
-    mini-program (the merchant's default app, WECHATPAY_APPID, which APP payments always name)."""
+    """(appid, the user's openid there or "") of the app the order is for. Without `app`: the app the user
+    last logged in through (their identity's last_login_at: an H5 page after officialAccountLogin pays in
+    the official account even when the same person uses the mini-program), else the one they have an
+    identity in, else the mini-program (the merchant's default app, WECHATPAY_APPID, which APP payments
+    always name)."""
     miniprogram = providers.wechatpay_config().appid
     official_account = str(settings.WECHAT_OA_APPID) if providers.official_account_ready() else ""
     if app == PayApp.OFFICIAL_ACCOUNT and not official_account:
@@ -168,10 +171,12 @@ def _pay_app(user: User, app: str | None, trade_type: str) -> tuple[str, str]:
         app = PayApp.MINIPROGRAM  # app_params name the merchant's appid
     # One query for both apps: the default follows where the user has an identity.
     apps = [appid for appid in (miniprogram, official_account) if appid]
-    openids = dict(user.wechat_identities.filter(appid__in=apps).values_list("appid", "openid"))
+    rows = list(user.wechat_identities.filter(appid__in=apps).values_list("appid", "openid", "last_login_at"))
+    openids = {appid: openid for appid, openid, _ in rows}
     if app is None:
-        only_official_account = bool(official_account) and official_account in openids and miniprogram not in openids
-        app = PayApp.OFFICIAL_ACCOUNT if only_official_account else PayApp.MINIPROGRAM
+        logged_in = sorted((at, appid) for appid, _, at in rows if at is not None)
+        latest = logged_in[-1][1] if logged_in else (miniprogram if miniprogram in openids or not rows else rows[0][0])
+        app = PayApp.OFFICIAL_ACCOUNT if official_account and latest == official_account else PayApp.MINIPROGRAM
     appid = official_account if app == PayApp.OFFICIAL_ACCOUNT else miniprogram
     openid = openids.get(appid, "")
     if trade_type == Order.TradeType.JSAPI and not openid:
@@ -451,6 +456,7 @@ def _apply_trade(trade: Trade, source: str) -> Outcome:
             order.paid_at = trade.success_time or timezone.now()
             order.payer_openid = trade.payer_openid or order.payer_openid
             fields, outcome = ["status", "transaction_id", "paid_at", "payer_openid"], Outcome.APPLIED
+            transaction.on_commit(lambda: order_paid.send_robust(sender=Order, order_id=order.pk))
         else:
             fields, outcome = [], Outcome.CONFLICT
     elif trade.state in ("CLOSED", "REVOKED"):

@@ -6,6 +6,7 @@ is recorded as a mismatch, never applied."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 from typing import Any
@@ -15,6 +16,7 @@ from Crypto.Hash import SHA256
 from Crypto.PublicKey import RSA
 from Crypto.Signature import pkcs1_15
 from django.conf import settings
+from django.utils import timezone
 from graphql_jwt.shortcuts import get_token
 
 from accounts.models import User, WechatIdentity
@@ -163,15 +165,23 @@ def test_a_miniprogram_order_of_the_same_user_names_the_miniprogram(gql, product
         ((), None, "MINIPROGRAM"),  # no WeChat identity (a NATIVE payer): the merchant's default app
         (("MINIPROGRAM",), None, "MINIPROGRAM"),
         (("OFFICIAL_ACCOUNT",), None, "OFFICIAL_ACCOUNT"),
-        (("MINIPROGRAM", "OFFICIAL_ACCOUNT"), None, "MINIPROGRAM"),
+        (("MINIPROGRAM", "OFFICIAL_ACCOUNT"), None, "MINIPROGRAM"),  # the mini-program login the later
+        # Both, the last login through the official account (an H5 page): its app.
+        (("MINIPROGRAM", "OFFICIAL_ACCOUNT:last"), None, "OFFICIAL_ACCOUNT"),
+        (("OFFICIAL_ACCOUNT", "MINIPROGRAM:last"), None, "MINIPROGRAM"),
         (("MINIPROGRAM", "OFFICIAL_ACCOUNT"), "OFFICIAL_ACCOUNT", "OFFICIAL_ACCOUNT"),
         (("OFFICIAL_ACCOUNT",), "MINIPROGRAM", "MINIPROGRAM"),
     ],
 )
 def test_the_app_an_order_is_placed_for(products, wechatpay_sandbox, identities, app, expected):
     user = UserFactory(username="payer")
-    for each in identities:
-        identity(user, each)
+    for number, each in enumerate(identities):
+        app_name, _, last = each.partition(":")
+        made = identity(user, app_name)
+        # What each login sets: the later one is the app of the user's latest login.
+        made.last_login_at = timezone.now() - dt.timedelta(minutes=10 if not last else 0, seconds=number)
+        made.save(update_fields=["last_login_at"])
+    identities = tuple(each.partition(":")[0] for each in identities)
     payment = services.create_wechatpay_order(
         user=user, sku="coffee", quantity=1, trade_type="NATIVE", api_version="V2", client_ip="127.0.0.1", app=app
     )
