@@ -15,7 +15,9 @@ from Crypto.PublicKey import RSA
 from providers.alipay import signing
 from providers.http import HttpConfig, make_session
 from providers.sandbox.wechat import unionid_for
+from providers.wechat.api import WechatAppConfig, WechatClient
 from providers.wechat.official_account import OfficialAccountClient, OfficialAccountConfig
+from providers.wechat.push import PushClient, PushOutcome
 from providers.wechat.token import MemoryTokenStore
 from tests import browser
 from tests.helpers import CREATE_ORDER, LOGIN, create_order_input, graphql_over_http, sandbox_notifies
@@ -363,6 +365,114 @@ def test_the_phone_page_sends_a_text_and_shows_our_servers_answer_then_sends_it_
         browser.resize(driver, 390)
         driver.save_screenshot(str(server["screenshots"] / "sandbox-oa-phone-sent-390.png"))
         assert browser.problems(driver) == []
+
+
+def _push_clients(server: dict[str, Any]) -> tuple[PushClient, PushClient]:
+    """The mini-program's and the official account's senders against the server's sandbox, over HTTP."""
+    from django.conf import settings
+
+    http = HttpConfig()
+    apps = [
+        (settings.WECHAT_MINIPROGRAM_APPID, settings.WECHAT_MINIPROGRAM_SECRET),
+        (settings.WECHAT_OA_APPID, settings.WECHAT_OA_SECRET),
+    ]
+    mp, oa = (
+        PushClient(
+            WechatClient(
+                WechatAppConfig(appid=appid, secret=secret, base_url=server["url"] + "/sandbox/wechat"),
+                make_session(http),
+                http,
+                MemoryTokenStore(),
+            )
+        )
+        for appid, secret in apps
+    )
+    return mp, oa
+
+
+@pytest.fixture(scope="module")
+def inbox(server: dict[str, Any]) -> dict[str, Any]:
+    """A subscribe message to inbox-alice, a template message and a text to inbox-bob, through the server's sandbox."""
+    mp, oa = _push_clients(server)
+    granted = requests.post(
+        server["url"] + "/sandbox/inbox/subscriptions",
+        json={"user": "inbox-alice", "template_id": "sub-paid"},
+        timeout=30,
+    ).json()
+    sent = mp.send_subscribe(
+        openid=granted["openid"],
+        template_id="sub-paid",
+        data={"phrase1": "已支付", "amount2": "¥36.00", "thing3": "拿铁 Latte × 2"},
+        page="pages/order/detail?id=42",
+    )
+    assert sent.outcome is PushOutcome.SENT, sent
+    # inbox-bob follows the account on the sandbox's phone page: the sandbox knows the name behind the openid.
+    phone = server["url"] + "/sandbox/wechat/official-account/phone"
+    bob = requests.post(phone, json={"user": "inbox-bob", "kind": "subscribe", "mode": "plain"}, timeout=30).json()
+    data = {
+        "thing1": "拿铁 Latte × 2",
+        "amount2": "¥36.00",
+        "character_string3": "WX2024050112345678901234567890",
+        "time4": "2024年5月1日 15:01",
+    }
+    sent = oa.send_template(
+        openid=bob["openid"], template_id="tmpl-paid", data=data, url=server["public"] + "/sandbox/"
+    )
+    assert sent.outcome is PushOutcome.SENT, sent
+    message = {"msgtype": "text", "text": {"content": "您的订单已发货，预计明天送达。Your order has shipped."}}
+    assert oa.send_custom(openid=bob["openid"], message=message).outcome is PushOutcome.SENT
+    return {"url": server["url"] + "/sandbox/inbox"}
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_inbox_shows_cards_and_bubbles_at_1280_and_390_px(server, inbox, width):
+    from selenium.webdriver.common.by import By
+
+    with browser.chromium(width=width) as driver:
+        driver.get(inbox["url"])
+        assert driver.find_element(By.TAG_NAME, "h1").text == "Inbox"
+        bob = driver.find_element(By.ID, "inbox-inbox-bob")
+        # Newest first: the text bubble, then the template card with its fields and its link.
+        assert bob.find_element(By.CSS_SELECTOR, ".row.custom .bubble").text.startswith("您的订单已发货")
+        card = bob.find_element(By.CSS_SELECTOR, "article.push.template")
+        assert card.find_element(By.TAG_NAME, "h3").text == "tmpl-paid"
+        fields = [row.text.split("\n") for row in card.find_elements(By.CSS_SELECTOR, "dl div")]
+        assert fields[0] == ["thing1", "拿铁 Latte × 2"] and len(fields) == 4
+        assert card.find_element(By.LINK_TEXT, "Details").get_attribute("href") == server["public"] + "/sandbox/"
+        alice = driver.find_element(By.ID, "inbox-inbox-alice")
+        subscribe = alice.find_element(By.CSS_SELECTOR, "article.push.subscribe")
+        assert "pages/order/detail?id=42" in subscribe.find_element(By.TAG_NAME, "footer").text
+        scroll, inner = _fits(driver)
+        assert scroll <= inner, f"the inbox is {scroll} px wide in a {inner} px window"
+        browser.resize(driver, width)
+        driver.save_screenshot(str(server["screenshots"] / f"sandbox-inbox-{width}.png"))
+        assert browser.problems(driver) == []
+
+
+def test_the_inbox_filters_by_user_and_grants_a_subscription(server, inbox):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    with browser.chromium(width=390) as driver:
+        driver.get(inbox["url"])
+        Select(driver.find_element(By.ID, "user")).select_by_value("inbox-alice")
+        driver.find_element(By.CSS_SELECTOR, "#filter button").click()
+        WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith("?user=inbox-alice"))
+        assert [s.get_attribute("id") for s in driver.find_elements(By.CSS_SELECTOR, "section.inbox")] == [
+            "inbox-inbox-alice"
+        ]
+        # The user accepts two more subscriptions, as wx.requestSubscribeMessage does.
+        driver.find_element(By.ID, "grant-template").send_keys("sub-shipped")
+        count = driver.find_element(By.ID, "grant-count")
+        count.clear()
+        count.send_keys("2")
+        driver.find_element(By.CSS_SELECTOR, "#grant button").click()
+        WebDriverWait(driver, 20).until(lambda d: "sub-shipped" in d.find_element(By.CLASS_NAME, "tools").text)
+        assert driver.current_url.endswith("?user=inbox-alice")
+        assert "sub-shipped ×2" in driver.find_element(By.CLASS_NAME, "tools").text
+        assert browser.problems(driver) == []
+    left = requests.get(server["url"] + "/sandbox/inbox/subscriptions", params={"user": "inbox-alice"}, timeout=30)
+    assert left.json()["subscriptions"] == {"sub-paid": 0, "sub-shipped": 2}
 
 
 def test_the_readme_tour_in_chromium_on_make_run_on_another_port(tmp_path):

@@ -20,6 +20,7 @@ from core.money import yuan
 from providers.sandbox.alipay import PRODUCTS, AlipaySimulator
 from providers.sandbox.alipay import REFUND_OUTCOMES as ALIPAY_REFUND_OUTCOMES
 from providers.sandbox.core import FAULTS, Sandbox, SandboxRequest
+from providers.sandbox.inbox import KINDS, PUSH_FAULTS, PUSH_PATHS, Inbox
 from providers.sandbox.wechat import USER_RE, ServerUrl, WechatSimulator, openid_for, original_id, redirect_with
 from providers.sandbox.wechatpay import PAY_OUTCOMES, REFUND_OUTCOMES, REFUND_PRESETS, UNPAID, WechatPaySimulator
 
@@ -690,8 +691,132 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
             return _oa_problem(request, 404, str(exc))
         return _push_answer(request, record)
 
+    # --- the inbox: what the apps sent their users ----------------------------------------------------
+    def inbox() -> Inbox:
+        return wechat().inbox
+
+    def _inbox_body(request: HttpRequest) -> dict[str, Any]:
+        """A POST's fields: a JSON object (API clients, numbers kept) or the page's form; {} when neither."""
+        if request.content_type.endswith("json"):
+            body = _json_body(request)
+            return body if isinstance(body, dict) else {}
+        return {k: v for k, v in request.POST.items()}
+
+    def _inbox_appid(given: Any) -> str | None:
+        """The app named, or the mini-program's (the first app) when none is; None: not an app of the sandbox."""
+        apps = list(wechat().apps)
+        appid = given or apps[0]
+        return appid if isinstance(appid, str) and appid in apps else None
+
+    def _as_seen(message: dict[str, Any]) -> dict[str, Any]:
+        """A message with what its card shows: the time, the fields in order, a link a browser may follow."""
+        return {
+            **message,
+            "owner": message["user"] or message["openid"],
+            "when": message["at"][:19].replace("T", " "),
+            "fields": list(message["data"].items()),
+            "link": _web_url(message["url"]),
+        }
+
+    def inbox_page(request: HttpRequest) -> HttpResponse:
+        """Every message the apps sent, newest first, grouped per user (?user= : one user's)."""
+        selected = request.GET.get("user", "").strip()
+        box = inbox()
+        recent = [_as_seen(message) for message in box.messages()]
+        shown = recent if not selected else [_as_seen(message) for message in box.messages(user=selected)]
+        groups: dict[str, dict[str, Any]] = {}
+        for message in shown:
+            group = groups.setdefault(message["owner"], {"owner": message["owner"], "named": bool(message["user"])})
+            group.setdefault("messages", []).append(message)
+        users = list(dict.fromkeys(message["owner"] for message in recent))
+        if selected and selected not in users:
+            users.append(selected)
+        apps = list(wechat().apps)
+        context = {
+            "groups": list(groups.values()),
+            "selected": selected,
+            "users": users,
+            "apps": apps,
+            "subscriptions": [(appid, box.subscriptions(appid, selected)) for appid in apps] if selected else [],
+            "fault": box.fault(),
+            "quotas": [(appid, box.quota(appid)) for appid in apps],
+            "paths": list(PUSH_PATHS),
+            "faults": PUSH_FAULTS,
+            "kinds": KINDS,
+        }
+        return render(request, "sandbox/inbox.html", context)
+
+    def inbox_json(request: HttpRequest) -> HttpResponse:
+        """The messages as JSON, newest first (?user= : one user's), for tests."""
+        messages = inbox().messages(user=request.GET.get("user", "").strip())
+        return JsonResponse(messages, safe=False, json_dumps_params={"ensure_ascii": False})
+
+    @csrf_exempt
+    def inbox_subscriptions(request: HttpRequest) -> HttpResponse:
+        """POST {user, template_id, count (1), appid (the mini-program's)}: the user accepts one-time
+        subscriptions, as wx.requestSubscribeMessage's "accept"; GET ?user=&appid=: what they have left."""
+        if request.method == "GET":
+            appid, user = _inbox_appid(request.GET.get("appid")), request.GET.get("user", "")
+            if appid is None:
+                return JsonResponse({"error": "unknown appid"}, status=400)
+            return JsonResponse({"appid": appid, "user": user, "subscriptions": inbox().subscriptions(appid, user)})
+        if request.method != "POST":
+            return JsonResponse({"error": "GET or POST"}, status=405)
+        body = _inbox_body(request)
+        appid = _inbox_appid(body.get("appid"))
+        if appid is None:
+            return _problem(request, 400, "Unknown appid: the sandbox's apps are " + ", ".join(wechat().apps) + ".")
+        user, template_id = str(body.get("user", "")).strip(), str(body.get("template_id", "")).strip()
+        count = body.get("count", 1)
+        try:
+            count = int(count) if isinstance(count, str) and count.strip().isdigit() else count
+            left = inbox().grant_subscription(appid, user, template_id, count)
+        except ValueError as exc:
+            return _problem(request, 400, str(exc))
+        if _from_a_page(request):
+            return HttpResponseRedirect(reverse("sandbox-inbox") + "?" + urlencode({"user": user}), status=303)
+        answer = {"appid": appid, "user": user, "openid": openid_for(appid, user), "template_id": template_id}
+        return JsonResponse({**answer, "remaining": left})
+
+    @csrf_exempt
+    def inbox_faults(request: HttpRequest) -> HttpResponse:
+        """POST {fault: quota | busy, count}: the next `count` sends answer 45009 or -1; GET: what is pending."""
+        if request.method == "POST":
+            body = _inbox_body(request)
+            try:
+                inbox().set_fault(str(body.get("fault")), body.get("count", 1))
+            except ValueError as exc:
+                return JsonResponse({"error": str(exc)}, status=400)
+        elif request.method != "GET":
+            return JsonResponse({"error": "GET or POST"}, status=405)
+        return JsonResponse({"pending": inbox().fault()})
+
+    @csrf_exempt
+    def inbox_quota(request: HttpRequest) -> HttpResponse:
+        """POST {appid (the mini-program's), left: N | null}: the app may send N more messages today, then
+        45009; null lifts the limit (the daily reset). GET ?appid=: what is left (null: no limit)."""
+        if request.method not in ("GET", "POST"):
+            return JsonResponse({"error": "GET or POST"}, status=405)
+        body = _inbox_body(request) if request.method == "POST" else {"appid": request.GET.get("appid")}
+        appid = _inbox_appid(body.get("appid"))
+        if appid is None:
+            return JsonResponse({"error": "unknown appid"}, status=400)
+        if request.method == "POST":
+            if "left" not in body:
+                return JsonResponse({"error": 'send JSON {"appid": ..., "left": N or null}'}, status=400)
+            try:
+                inbox().set_quota(appid, body["left"])
+            except ValueError as exc:
+                return JsonResponse({"error": str(exc)}, status=400)
+        return JsonResponse({"appid": appid, "left": inbox().quota(appid)})
+
     return [
         path("", index, name="sandbox-index"),
+        path("inbox", inbox_page, name="sandbox-inbox"),
+        path("inbox.json", inbox_json, name="sandbox-inbox-json"),
+        path("inbox/subscriptions", inbox_subscriptions, name="sandbox-inbox-subscriptions"),
+        path("inbox/faults", inbox_faults, name="sandbox-inbox-faults"),
+        path("inbox/quota", inbox_quota, name="sandbox-inbox-quota"),
         path("pay/<str:out_trade_no>", cashier, name="sandbox-cashier"),
         path("pay/<str:out_trade_no>/close", cashier_close, name="sandbox-cashier-close"),
         path("pay/<str:out_trade_no>/notifies", cashier_notifies, name="sandbox-cashier-notifies"),

@@ -39,6 +39,7 @@ from providers.sandbox.core import (
     locked,
     take_fault,
 )
+from providers.sandbox.inbox import PUSH_PATHS, Inbox
 from providers.wechat.crypto import check_session_signature, encrypt_user_data, user_data_signature
 from providers.wechat.messages import (
     MessageCrypto,
@@ -238,6 +239,8 @@ class WechatSimulator:
         self.apps = {app.appid: app for app in apps}
         # How messages reach our official account's server URL (tests put a fake here).
         self.deliver = deliver
+        # What the apps send their users (template, subscribe and customer-service messages): /sandbox/inbox.
+        self.inbox = Inbox(store, openid_for=openid_for, user_of=self._user_of)
 
     # --- state helpers (also used by tests and the /sandbox/ pages) -----------------
     def session_key(self, appid: str, openid: str) -> str | None:
@@ -287,6 +290,7 @@ class WechatSimulator:
             ("GET", "/cgi-bin/menu/delete"): self.menu_delete,
             ("GET", "/cgi-bin/user/info"): self.user_info,
             ("POST", "/cgi-bin/qrcode/create"): self.qrcode_create,
+            **{("POST", path): self.send_message for path in PUSH_PATHS},
         }
         handler = routes.get((request.method, request.path))
         if handler is None:
@@ -410,6 +414,18 @@ class WechatSimulator:
         if not session_key or not constant_time_equal(q.get("signature"), expected):
             return _err(87009, "invalid signature")
         return _err(0, "ok")
+
+    # --- messages to users (the inbox) --------------------------------------------------
+    def send_message(self, request: SandboxRequest) -> SandboxResponse:
+        """template/send, subscribe/send and custom/send: answered, and recorded, by the inbox."""
+        app = self._token_app(request)
+        if isinstance(app, SandboxResponse):
+            return app
+        return SandboxResponse.json(self.inbox.answer(PUSH_PATHS[request.path], app.appid, request.json()))
+
+    def _user_of(self, appid: str, openid: str) -> str | None:
+        user = self.store.get(f"sbx:wx:oa:who:{appid}:{openid}")
+        return user if isinstance(user, str) else None
 
     # --- the official account: people ----------------------------------------------------
     def _register(self, appid: str, user: str) -> str:
