@@ -6,27 +6,37 @@ same sandbox keys (shared through the cache keys "sbx:wxp:keys" and "sbx:alipay:
 config/providers.py):
 
     fixtures.py setup WORK RUN_ID ORDERS_USER_ID TOKEN "PHASES" V2_PER_SECOND V3_PER_SECOND ALIPAY_PER_SECOND
+                      OA_PER_SECOND
         PHASES is "warmup:5 r1:10 r2:10 ..." (phase:seconds). Creates the products, 60 orders of
         the `orders` user (whose TOKEN it is), and per phase ceil(rate x seconds) PENDING orders
         of a notify-only user for each kind with a rate > 0 (out_trade_no B2<run><phase><n>,
         B3<run><phase><n> and BA<run><phase><n>, Alipay PAGE orders); writes WORK/notify_v2-PHASE.lines
         (one notify a line: out_trade_no TAB the signed XML body, built as providers/sandbox/wechatpay.py
         WechatPaySimulator.pay_notify builds it), WORK/notify_alipay-PHASE.lines (out_trade_no TAB the
-        RSA2-signed form body Alipay posts) and WORK/notify_v3-PHASE.orders (what `sign` needs). Then
+        RSA2-signed form body Alipay posts) and WORK/notify_v3-PHASE.orders (what `sign` needs); the
+        official account's keyword replies and, per phase, ceil(OA rate x seconds) safe-mode text messages
+        of followers, each with a fresh MsgId, counted (WORK/oa_text-PHASE.plan, built by `messages`). Then
         measures the SQL statements of one request of each scenario (`me`, a first login, the `orders`
-        page, a v2, a v3 and an Alipay notify; Django's test client through the whole stack,
-        CaptureQueriesContext) and writes them to WORK/sql.txt (+ WORK/sql-*.log).
+        page, a v2, a v3 and an Alipay notify, a text message; Django's test client through the whole
+        stack, CaptureQueriesContext) and writes them to WORK/sql.txt (+ WORK/sql-*.log).
     fixtures.py sign WORK PHASE [COUNT]
         Builds and signs the v3 TRANSACTION.SUCCESS notifies of PHASE now (Wechatpay-Timestamp is
         checked against the server's clock, +-5 min): WORK/notify_v3-PHASE.lines, one notify a
         line: out_trade_no TAB timestamp TAB nonce TAB signature TAB serial TAB body. COUNT: only
         the first COUNT.
+    fixtures.py messages WORK PHASE
+        Builds, encrypts and signs the oa_text messages of PHASE now (the server refuses a `timestamp`
+        more than 5 minutes off): WORK/oa_text-PHASE.lines and .keys (bench/oa_text.py).
     fixtures.py verify WORK "PHASES" "MODES" RUN_ID
         After the run, per notify scenario: the PAID orders and their payment events against the
         answers wrk read (WORK/PHASE-MODE.txt.ids: which out_trade_no got a good answer, a bad one,
         or none before wrk stopped). Every well-answered order must be PAID, no badly answered or
         unsent one may be, and PAID ones without an answer must be among those in flight when wrk
         stopped. Prints key=value lines for report.py; exit status 1 when they disagree.
+    fixtures.py replies WORK PHASE
+        Right after an oa_text phase (the server keeps a reply 300 s): every text message answered with
+        an encrypted reply has its rendered reply kept under its deduplication key, and no message never
+        sent has a key (bench/oa_text.py check). Prints one VERIFY line; exit status 1 when they disagree.
 """
 
 from __future__ import annotations
@@ -58,6 +68,7 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from accounts.models import User  # noqa: E402
+from bench import oa_text  # noqa: E402
 from config import providers  # noqa: E402
 from payments.models import Order, PaymentEvent, Product  # noqa: E402
 from providers.alipay.client import yuan  # noqa: E402
@@ -400,6 +411,31 @@ def _probe(work: Path, run: str, token: str, notify_user: User, product: Product
         lambda n: client.post("/notify/alipay/", alipay_bodies[n], content_type=ALIPAY_CONTENT_TYPE),
         lambda r: r.status_code == 200 and r.content == ALIPAY_OK,
     )
+    # A text message of each kind (a keyword, a keyword in a sentence, no keyword), twice each, every one a
+    # fresh MsgId; the reply decrypted and read as WeChat reads it. The figure is the most of the three.
+    box = oa_text.crypto()
+    texts = len(oa_text.TEXTS)
+    oa_requests = [(fields, oa_text.request(box, fields)) for _, fields in oa_text.messages(run, "probe", 2 * texts)]
+
+    last: list[int] = []
+
+    def oa_send(index: int) -> Any:
+        last[:] = [index]
+        return client.post(*oa_requests[index][1], content_type="text/xml")
+
+    def oa_answered(response: Any) -> bool:
+        if response.status_code != 200 or b"<Encrypt>" not in response.content:
+            return False
+        fields = oa_requests[last[0]][0]
+        reply = oa_text.read_reply(box, response.content)
+        return reply is not None and oa_text.expected_reply(reply, fields["FromUserName"], last[0] % texts)
+
+    oa_counts = []
+    for which in range(texts):
+        # Requests `which` and `which + texts` carry the same text, from two followers.
+        twice("oa_text", lambda n, which=which: oa_send(which + n * texts), oa_answered)
+        oa_counts.append(int(out["oa_text_queries"]))
+    out["oa_text_queries"] = str(max(oa_counts))
     probed = [number for nums in numbers.values() for number in nums]
     paid = Order.objects.filter(out_trade_no__in=probed, status=Order.Status.PAID).count()
     if paid != len(probed):
@@ -407,16 +443,26 @@ def _probe(work: Path, run: str, token: str, notify_user: User, product: Product
     return out
 
 
-def setup(work: Path, run: str, orders_user_id: int, token: str, phases: str, rates: dict[str, float]) -> None:
+def setup(
+    work: Path, run: str, orders_user_id: int, token: str, phases: str, rates: dict[str, float], oa_rate: float
+) -> None:
     started = time.monotonic()
     user = User.objects.get(pk=orders_user_id)
     _orders_of_user(user, run)
+    oa_text.create_replies()
+    messages = 0
     product = Product.objects.get(sku="bench-a")
     notify_user = User(username=f"bench_notify_{run}")
     notify_user.set_unusable_password()
     notify_user.save()
     created = 0
     for phase, seconds in _phases(phases):
+        if oa_rate > 0:
+            # The server refuses a timestamp over 5 minutes off (officialaccount/views.py): only counted
+            # here; `messages` builds and signs each phase's right before it runs.
+            count = math.ceil(oa_rate * seconds)
+            oa_text.plan_phase(work, run, phase, count)
+            messages += count
         for kind, rate in rates.items():
             if rate <= 0:
                 continue
@@ -443,12 +489,14 @@ def setup(work: Path, run: str, orders_user_id: int, token: str, phases: str, ra
                     fh.writelines(f"{number}\t{product.price}\n" for number in numbers)
     out = _probe(work, run, token, notify_user, product)
     out["notify_orders_created"] = str(created)
+    out["oa_messages_built"] = str(messages)
     (work / "sql.txt").write_text(" ".join(f"{k}={v}" for k, v in out.items()) + "\n", encoding="utf-8")
     counts = ", ".join(
         f"{key.removesuffix('_queries')} {value}" for key, value in out.items() if key.endswith("_queries")
     )
     print(
-        f"[bench] fixtures: {ORDERS_OF_USER} orders of the orders user, {created} pending notify orders; "
+        f"[bench] fixtures: {ORDERS_OF_USER} orders of the orders user, {created} pending notify orders, "
+        f"{messages} official-account text messages to build; "
         f"SQL per request: {counts}; {time.monotonic() - started:.1f} s",
         file=sys.stderr,
     )
@@ -563,9 +611,17 @@ def verify(work: Path, phases: str, modes: str, run: str) -> int:
 
 def main() -> int:
     args = sys.argv[1:]
-    if len(args) == 9 and args[0] == "setup":
+    if len(args) == 10 and args[0] == "setup":
         rates = dict(zip(("V2", "V3", "ALIPAY"), map(float, args[6:9]), strict=True))
-        setup(Path(args[1]), args[2], int(args[3]), args[4], args[5], rates)
+        setup(Path(args[1]), args[2], int(args[3]), args[4], args[5], rates, float(args[9]))
+        return 0
+    if len(args) == 3 and args[0] == "replies":
+        work, phase = Path(args[1]), args[2]
+        line = oa_text.check(work, phase, int(_wrk_fields(work / f"{phase}-oa_text.txt").get("good", -1)))
+        print(line)
+        return 0 if " ok=1 " in line else 1
+    if len(args) == 3 and args[0] == "messages":
+        oa_text.build_phase(Path(args[1]), args[2])
         return 0
     if len(args) in (3, 4) and args[0] == "sign":
         sign(Path(args[1]), args[2], int(args[3]) if len(args) == 4 and args[3] else None)

@@ -5,10 +5,12 @@
 Per scenario it takes the median round (by req/s) for req/s and the median of the rounds' p99;
 ratios are median req/s over the bare view's median req/s. Exit status 1 when any answer of
 any phase (warm-up included) was wrong: not the expected HTTP status (200; 204 for notify_v3),
-a GraphQL `errors` key, no expected data (notify_alipay: exactly `success`), a socket error or
-timeout, or a notify scenario that ran out of fresh notifies; or when the database disagrees
-with the notify answers (WORKDIR/verify.txt, from bench/fixtures.py verify). The SQL statements
-per request come from WORKDIR/sql.txt (bench/fixtures.py setup).
+a GraphQL `errors` key, no expected data (notify_alipay: exactly `success`; oa_text: an encrypted
+reply), a socket error or timeout, or a notify or oa_text scenario that ran out of fresh requests;
+or when the database disagrees with the notify answers (WORKDIR/verify.txt, from bench/fixtures.py
+verify), or the shared cache with the oa_text answers (WORKDIR/verify-oa.txt, from bench/fixtures.py
+replies, one line per phase). The SQL statements per request come from WORKDIR/sql.txt (bench/fixtures.py
+setup).
 """
 
 from __future__ import annotations
@@ -27,10 +29,19 @@ LABELS = {
     "notify_v3": "v3 notify",
     "notify_alipay": "alipay notify",
     "orders": "orders page",
+    "oa_text": "OA text msg",
 }
-TARGETS = {"me": 0.35, "login": 0.15, "notify_v2": 0.2, "notify_v3": 0.2, "notify_alipay": 0.2, "orders": 0.1}
+TARGETS = {
+    "me": 0.35,
+    "login": 0.15,
+    "notify_v2": 0.2,
+    "notify_v3": 0.2,
+    "notify_alipay": 0.2,
+    "orders": 0.1,
+    "oa_text": 0.25,
+}
 # SQL statements per request of each scenario (from sql.txt; the test suite pins the same numbers).
-SQL_KEYS = {m: f"{m}_queries" for m in ("me", "login", "notify_v2", "notify_v3", "notify_alipay", "orders")}
+SQL_KEYS = {m: f"{m}_queries" for m in ("me", "login", "notify_v2", "notify_v3", "notify_alipay", "orders", "oa_text")}
 BAD_KEYS = (
     "bad_status",
     "gql_errors",
@@ -62,6 +73,39 @@ def first_bad(path: Path) -> str:
     except OSError:
         pass
     return ""
+
+
+def replies_kept(work: Path, rounds: int, problems: list[str]) -> bool:
+    """Prints the shared-cache check of each oa_text phase (WORKDIR/verify-oa.txt); True when it failed."""
+    checks = {}
+    try:
+        for line in (work / "verify-oa.txt").read_text(encoding="utf-8").splitlines():
+            if line.startswith("VERIFY "):
+                got = dict(part.split("=", 1) for part in line.split()[1:] if "=" in part)
+                checks[got.get("phase", "")] = got
+    except OSError:
+        pass
+    print()
+    print("shared cache after each oa_text phase: every text message answered with an encrypted reply has its")
+    print("rendered reply (to its follower, with the expected keyword or default text) kept under its MsgId's")
+    print("deduplication key, and no message never sent has one (a text message changes nothing in the database):")
+    failed = False
+    for phase in ["warmup"] + [f"r{r}" for r in range(1, rounds + 1)]:
+        c = checks.get(phase)
+        if not c:
+            failed = True
+            problems.append(f"oa_text {phase}: no shared-cache check (verify-oa.txt)")
+            print(f"  {phase}: not checked")
+            continue
+        print(
+            f"  {phase}: {c['kept']} replies kept for {c['good']} good answers; {c['inflight_kept']} of the"
+            f" {c['inflight']} messages in flight when wrk stopped; {c['unsent_kept']} keys of {c['unsent']}"
+            " messages not sent" + ("" if c["ok"] == "1" else f"  MISMATCH: {c.get('problems', '')}")
+        )
+        if c["ok"] != "1":
+            failed = True
+            problems.append(f"oa_text {phase}: the shared cache disagrees with the answers: {c}")
+    return failed
 
 
 def main() -> int:
@@ -245,6 +289,9 @@ def main() -> int:
                 failed = True
                 problems.append(f"{mode}: the database disagrees with the answers: {c}")
 
+    if "oa_text" in scenarios:
+        failed |= replies_kept(work, rounds, problems)
+
     foreign = max((float(c.get("foreign_cores", 0)) for rows in cpu.values() for c in rows if c), default=0.0)
     print()
     if foreign >= 0.25:
@@ -259,7 +306,8 @@ def main() -> int:
     else:
         total = sum(s["good"] for s in summary.values())
         print(f"checks: all {total} measured answers (and the warm-ups') had the expected status (200; 204 for")
-        print("        notify_v3) and data, no GraphQL errors, no socket errors or timeouts, no notify sent twice.")
+        print("        notify_v3) and data, no GraphQL errors, no socket errors or timeouts, no notify or text")
+        print("        message sent twice.")
     return 1 if failed else 0
 
 

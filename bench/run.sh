@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark: the bare Django view, the GraphQL `me` query, the `wechatLogin` mutation, WeChat Pay
-# v2 and v3 pay notifies, Alipay pay notifies and the `orders` page, side by side in one run, against
-# gunicorn (production's config/gunicorn.conf.py: gthread; 2 workers) on PostgreSQL + Redis.
+# v2 and v3 pay notifies, Alipay pay notifies, the `orders` page and a follower's safe-mode text message
+# to the official account's server URL, side by side in one run, against gunicorn (production's
+# config/gunicorn.conf.py: gthread; 2 workers) on PostgreSQL + Redis.
 #
 #   bash bench/run.sh            (from the repository root; see bench/README.md)
 #
@@ -9,12 +10,14 @@
 #   BENCH_THREADS [1]  BENCH_CONNECTIONS [8]  BENCH_DURATION [10s]  wrk's -t -c -d, the same for every scenario
 #   BENCH_ROUNDS [3]        rounds of the scenarios back to back; the report gives the medians
 #   BENCH_WARMUP [5s]       warm-up per scenario, not measured
-#   BENCH_SCENARIOS ["bare floor me login notify_v2 notify_v3 notify_alipay orders"]: floor is
-#                           `{ __typename }`, for information (no target)
+#   BENCH_SCENARIOS ["bare floor me login notify_v2 notify_v3 notify_alipay orders oa_text"]: floor
+#                           is `{ __typename }`, for information (no target)
 #   BENCH_LOGIN_USERS [0]   0: each login is a new user; N: logins of N returning users
 #   BENCH_NOTIFY_RATE_V2 [2400]  BENCH_NOTIFY_RATE_V3 [2000]  BENCH_NOTIFY_RATE_ALIPAY [1500]: fresh
 #                           pending orders (and notifies) prepared per second of each phase; a phase
 #                           that runs out fails the run
+#   BENCH_OA_RATE [4000]    oa_text: safe-mode text messages (each a fresh MsgId) prepared per second of
+#                           each phase; a phase that runs out fails the run
 #   BENCH_PORT [a free one]   BENCH_DB [wxbackend_bench]
 #   BENCH_QUIET_WAIT [60]   before each round, wait up to this many seconds while other programs
 #                           keep the machine over 15% busy (0: never wait)
@@ -22,8 +25,9 @@
 #   BENCH_KEEP_LOGS=1       keeps wrk's, gunicorn's and py-spy's output (the path is printed)
 #   BENCH_THREADS_PER_WORKER [4]  gunicorn threads per worker (gthread, as in production)
 # Exit status: 0 when every answer was right (HTTP 200 / 204, the expected data, no GraphQL errors, no
-# socket errors, enough notifies) and the database agrees with the notify answers (PAID orders), 1
-# otherwise or when setup failed. Whether the targets are met is printed only.
+# socket errors, enough notifies and messages), the database agrees with the notify answers (PAID
+# orders) and the shared cache with the text messages' (a reply kept for each), 1 otherwise or when
+# setup failed. Whether the targets are met is printed only.
 
 set -euo pipefail
 
@@ -38,10 +42,11 @@ DURATION="${BENCH_DURATION:-10s}"
 ROUNDS="${BENCH_ROUNDS:-3}"
 WARMUP="${BENCH_WARMUP:-5s}"
 DB_NAME="${BENCH_DB:-wxbackend_bench}"
-SCENARIOS="${BENCH_SCENARIOS:-bare floor me login notify_v2 notify_v3 notify_alipay orders}"
+SCENARIOS="${BENCH_SCENARIOS:-bare floor me login notify_v2 notify_v3 notify_alipay orders oa_text}"
 NOTIFY_RATE_V2="${BENCH_NOTIFY_RATE_V2:-2400}"
 NOTIFY_RATE_V3="${BENCH_NOTIFY_RATE_V3:-2000}"
 NOTIFY_RATE_ALIPAY="${BENCH_NOTIFY_RATE_ALIPAY:-1500}"
+OA_RATE="${BENCH_OA_RATE:-4000}"
 LOGIN_USERS="${BENCH_LOGIN_USERS:-0}"
 KEEP_LOGS="${BENCH_KEEP_LOGS:-0}"
 GUNICORN_THREADS="${BENCH_THREADS_PER_WORKER:-4}"
@@ -61,14 +66,14 @@ die() { log "ERROR: $*"; exit 1; }
 case "$ROUNDS" in ''|*[!0-9]*) die "BENCH_ROUNDS must be a number" ;; esac
 case "$LOGIN_USERS" in ''|*[!0-9]*) die "BENCH_LOGIN_USERS must be a number" ;; esac
 case "$QUIET_WAIT" in ''|*[!0-9]*) die "BENCH_QUIET_WAIT must be a number of seconds" ;; esac
-case "$NOTIFY_RATE_V2$NOTIFY_RATE_V3$NOTIFY_RATE_ALIPAY" in
-    ''|*[!0-9]*) die "BENCH_NOTIFY_RATE_V2/V3/ALIPAY must be numbers" ;;
+case "$NOTIFY_RATE_V2$NOTIFY_RATE_V3$NOTIFY_RATE_ALIPAY$OA_RATE" in
+    ''|*[!0-9]*) die "BENCH_NOTIFY_RATE_V2/V3/ALIPAY and BENCH_OA_RATE must be numbers" ;;
 esac
 [ "$ROUNDS" -ge 1 ] && [ "$ROUNDS" -le 20 ] || die "BENCH_ROUNDS must be 1 to 20"
 for mode in $SCENARIOS; do
     case "$mode" in
-        bare|floor|me|login|notify_v2|notify_v3|notify_alipay|orders) ;;
-        *) die "unknown scenario $mode (bare, floor, me, login, notify_v2, notify_v3, notify_alipay, orders)" ;;
+        bare|floor|me|login|notify_v2|notify_v3|notify_alipay|orders|oa_text) ;;
+        *) die "unknown scenario $mode (bare, floor, me, login, notify_v2, notify_v3, notify_alipay, orders, oa_text)" ;;
     esac
 done
 has() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
@@ -249,16 +254,17 @@ orders_token() { login_as "o$RUN_ID:$1"; }
 new_token 0
 log "logged in once; me answers with the token"
 
-# --- data of the notify and orders scenarios (bench/fixtures.py) ----------------------------
+# --- data of the notify, orders and oa_text scenarios (bench/fixtures.py) ----------------------------
 FIXTURES=("${APP_ENV[@]}" DJANGO_SETTINGS_MODULE=config.settings "$PY" "$ROOT/bench/fixtures.py")
 PHASES="warmup:$(seconds "$WARMUP")"
 for round in $(seq 1 "$ROUNDS"); do PHASES+=" r$round:$(seconds "$DURATION")"; done
 # Always: it also counts the SQL statements of one request of each scenario.
 orders_token 0
-log "preparing: 60 orders of the orders user (id $LOGIN_USER_ID); pending orders and notifies for [$PHASES]"
+log "preparing: 60 orders of the orders user (id $LOGIN_USER_ID); pending orders, notifies and text messages for [$PHASES]"
 timeout 600 "${FIXTURES[@]}" setup "$WORK" "$RUN_ID" "$LOGIN_USER_ID" "$TOKEN" "$PHASES" \
     "$(has notify_v2 && echo "$NOTIFY_RATE_V2" || echo 0)" "$(has notify_v3 && echo "$NOTIFY_RATE_V3" || echo 0)" \
-    "$(has notify_alipay && echo "$NOTIFY_RATE_ALIPAY" || echo 0)" 2>&3 || die "bench/fixtures.py setup failed"
+    "$(has notify_alipay && echo "$NOTIFY_RATE_ALIPAY" || echo 0)" "$(has oa_text && echo "$OA_RATE" || echo 0)" \
+    2>&3 || die "bench/fixtures.py setup failed"
 
 # prepare_phase MODE PHASE: what a scenario needs just before it runs (not measured).
 prepare_phase() {
@@ -267,6 +273,17 @@ prepare_phase() {
         orders) orders_token "$2" ;;
         # v3 notifies carry a timestamp the server checks (+-5 min): signed right before they are sent.
         notify_v3) timeout 300 "${FIXTURES[@]}" sign "$WORK" "$2" 2>&3 || die "signing the v3 notifies failed" ;;
+        # So do text messages (officialaccount/views.py): built and signed right before they are sent.
+        oa_text) timeout 120 "${FIXTURES[@]}" messages "$WORK" "$2" 2>&3 || die "building the oa_text messages failed" ;;
+    esac
+}
+
+# after_phase MODE PHASE: what a scenario checks right after it ran (not measured).
+after_phase() {
+    case "$1" in
+        # The server keeps a message's reply 300 s: checked now, not after the last round.
+        oa_text) timeout 120 "${FIXTURES[@]}" replies "$WORK" "$2" >>"$WORK/verify-oa.txt" 2>&3 \
+            || log "  the shared cache disagrees with the oa_text answers of $2 (see the report)" ;;
     esac
 }
 
@@ -279,6 +296,7 @@ run_wrk() {
         notify_v2) url="$BASE/notify/wechatpay/v2/" ;;
         notify_v3) url="$BASE/notify/wechatpay/v3/" ;;
         notify_alipay) url="$BASE/notify/alipay/" ;;
+        oa_text) url="$BASE/wechat/official-account/" ;;  # each request's path (and query) is its own
     esac
     # wrk stops by itself after DURATION; the timeout is a safety net.
     # `time` records wrk's own CPU (user and system seconds) for the CPU table.
@@ -298,6 +316,7 @@ log "warm-up: $WARMUP per scenario (wrk -t$THREADS -c$CONNECTIONS)"
 for mode in $SCENARIOS; do
     prepare_phase "$mode" warmup
     run_wrk "$mode" "$WARMUP" "$WORK/warmup-$mode.txt" warmup
+    after_phase "$mode" warmup
     log "  warm-up $mode: $(field rps "$WORK/warmup-$mode.txt") req/s"
 done
 
@@ -345,6 +364,7 @@ for round in $(seq 1 "$ROUNDS"); do
         if [ -n "$spy_pid" ]; then
             wait "$spy_pid" || log "  py-spy failed: $(tail -n 2 "$out.py-spy.log")"
         fi
+        after_phase "$mode" "r$round"
         log "  round $round $mode: $(field rps "$out.txt") req/s, p99 $(field p99_ms "$out.txt") ms," \
             "$(field requests "$out.txt") requests, foreign load $(sed -n 's/.*foreign_cores=\([0-9.]*\).*/\1/p' "$out.cpu" 2>/dev/null) cores"
     done

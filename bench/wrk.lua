@@ -1,22 +1,23 @@
 -- wrk script for bench/run.sh: builds the request of one scenario and checks every answer.
 --
 -- Configured through the environment (set by run.sh):
---   BENCH_MODE         bare | floor | me | login | notify_v2 | notify_v3 | notify_alipay | orders
+--   BENCH_MODE         bare | floor | me | login | notify_v2 | notify_v3 | notify_alipay | orders | oa_text
 --   BENCH_TOKEN        the access token for `me` and `orders` (sent as "Authorization: JWT <token>")
 --   BENCH_RUN          a run id, so login codes are unique across runs as well as requests
 --   BENCH_LOGIN_USERS  0: every login code is a new WeChat user (a first login, the default);
 --                      N > 0: the codes belong to N users, who log in again and again
---   BENCH_DATA         notify_*: the file of notifies of this phase, one a line, written by
+--   BENCH_DATA         notify_*, oa_text: the file of requests of this phase, one a line, written by
 --                      bench/fixtures.py, tab-separated: out_trade_no and the XML body (v2), or
 --                      out_trade_no, timestamp, nonce, signature, serial and the JSON body (v3), or
---                      out_trade_no and the URL-encoded form body (Alipay).
+--                      out_trade_no and the URL-encoded form body (Alipay), or the MsgId, the path with
+--                      its signed query and the safe-mode XML envelope (oa_text).
 --                      Each is sent once: thread t of n takes the lines t, t+n, t+2n, ...; a thread
 --                      that runs out stops and counts it as `exhausted` (a failed run), never
---                      reusing a notify.
---   BENCH_IDS          notify_*: done() writes here which notifies were answered well
---                      ("ok <out_trade_no>"), badly ("bad ...") or not at all ("inflight ...": sent,
---                      no answer read when wrk stopped). Each notify carries its out_trade_no as
---                      X-Request-ID, which the server's RequestIdMiddleware echoes in the answer.
+--                      reusing a notify or a message.
+--   BENCH_IDS          notify_*, oa_text: done() writes here which requests were answered well
+--                      ("ok <out_trade_no or MsgId>"), badly ("bad ...") or not at all ("inflight ...":
+--                      sent, no answer read when wrk stopped). Each request carries its out_trade_no
+--                      (MsgId) as X-Request-ID, which the server's RequestIdMiddleware echoes.
 --   BENCH_THREADS      wrk's -t, to split BENCH_DATA between the threads
 --
 -- floor is `{ __typename }`: the GraphQL endpoint with no resolver and no database, i.e. what
@@ -24,7 +25,8 @@
 --
 -- A request counts as good only when the status is the expected one (200; 204 for notify_v3), a
 -- GraphQL body has no "errors" key and the body carries what the scenario expects (orders: exactly
--- 50 nodes; notify_alipay: exactly "success", as Alipay reads it). done() prints one machine-readable BENCH_RESULT line; `issued` is the number of
+-- 50 nodes; notify_alipay: exactly "success", as Alipay reads it; oa_text: an encrypted passive reply,
+-- `<Encrypt>`, never a bare "success"). done() prints one machine-readable BENCH_RESULT line; `issued` is the number of
 -- requests built (sent), so issued - requests were in flight when wrk stopped.
 
 local mode = os.getenv("BENCH_MODE") or "bare"
@@ -49,10 +51,14 @@ local expect = ({
   login = '"token":"',
   notify_v2 = '<return_code><![CDATA[SUCCESS]]></return_code>',
   orders = '"orders":{"edges":[',
+  oa_text = '<Encrypt>',
 })[mode]
 local expect_status = (mode == "notify_v3") and 204 or 200
 local graphql = ({ floor = true, me = true, login = true, orders = true })[mode] or false
 local notify_mode = ({ notify_v2 = true, notify_v3 = true, notify_alipay = true })[mode] or false
+-- Scenarios whose requests are read from BENCH_DATA, each sent once and tracked by X-Request-ID.
+local data_mode = notify_mode or mode == "oa_text"
+local DATA_FIELDS = { notify_v3 = 6, oa_text = 3 }
 
 local threads = {}
 local counter = 0
@@ -76,7 +82,7 @@ local function split_tabs(line, fields)
   return parts
 end
 
--- This thread's share of the notifies: lines thread_id, thread_id + nthreads, ...
+-- This thread's share of the notifies (messages): lines thread_id, thread_id + nthreads, ...
 local function load_notifies()
   if data_file == "" then error("BENCH_DATA is not set") end
   local fh = io.open(data_file, "rb")
@@ -85,7 +91,7 @@ local function load_notifies()
   for line in fh:lines() do
     i = i + 1
     if line ~= "" and (i - 1) % nthreads == thread_id - 1 then
-      table.insert(items, split_tabs(line, mode == "notify_v3" and 6 or 2))
+      table.insert(items, split_tabs(line, DATA_FIELDS[mode] or 2))
     end
   end
   fh:close()
@@ -115,7 +121,7 @@ function init(args)
     }, mode == "me" and ME_QUERY or ORDERS_QUERY)
   elseif mode == "login" then
     login_headers = { ["Content-Type"] = "application/json" }
-  elseif notify_mode then
+  elseif data_mode then
     notifies = load_notifies()
     checked = thread_id ~= 1
     script_check = wrk.format("GET", "/bench/bare", { ["X-Request-ID"] = "wrk-script-check" })
@@ -147,7 +153,8 @@ function request()
     if item == nil then
       -- Out of fresh notifies: never resend one. The run is marked failed (exhausted > 0).
       exhausted = exhausted + 1
-      note_bad("ran out of fresh notifies after " .. issued .. ": raise BENCH_NOTIFY_RATE_V2 / _V3 / _ALIPAY")
+      note_bad("ran out of fresh requests after " .. issued
+        .. ": raise BENCH_NOTIFY_RATE_V2 / _V3 / _ALIPAY or BENCH_OA_RATE")
       wrk.thread:stop()
       return spent
     end
@@ -158,6 +165,13 @@ function request()
         ["Content-Type"] = "text/xml",
         ["X-Request-ID"] = item[1],
       }, item[2])
+    end
+    if mode == "oa_text" then
+      -- WeChat posts text/xml; the query (signature, msg_signature, ...) is part of the path.
+      return wrk.format("POST", item[2], {
+        ["Content-Type"] = "text/xml",
+        ["X-Request-ID"] = item[1],
+      }, item[3])
     end
     if mode == "notify_alipay" then
       return wrk.format("POST", "/notify/alipay/", {
@@ -246,7 +260,7 @@ function done(summary, latency, requests)
   if bad ~= "" then
     io.write("BENCH_FIRST_BAD " .. bad:gsub("\n", " ") .. "\n")
   end
-  if ids_file ~= "" and notify_mode then
+  if ids_file ~= "" and data_mode then
     local fh = assert(io.open(ids_file, "w"))
     for _, t in ipairs(threads) do
       for _, id in ipairs(t:get("ok_ids") or {}) do fh:write("ok ", id, "\n") end

@@ -3,11 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db import transaction
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 
 from accounts.models import WechatIdentity
-from officialaccount.models import Follower, KeywordReply, TemplateSendReport
+from officialaccount.models import Follower, KeywordReply, TemplateSendReport, forget_cached_replies
 
 
 class ReadOnly(admin.ModelAdmin):
@@ -42,6 +43,11 @@ class FollowerAdmin(ReadOnly):
 
 @admin.register(KeywordReply)
 class KeywordReplyAdmin(admin.ModelAdmin):
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        # A bulk delete does not call KeywordReply.delete: the cached replies are emptied here.
+        super().delete_queryset(request, queryset)
+        transaction.on_commit(forget_cached_replies)
+
     list_display = ("keyword", "match", "reply_type", "active", "priority", "updated_at")
     list_editable = ("active", "priority")
     list_filter = ("match", "reply_type", "active")

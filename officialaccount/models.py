@@ -6,8 +6,9 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 
 from providers.wechat.messages import MAX_NEWS_ARTICLES
 
@@ -39,6 +40,16 @@ class Follower(models.Model):
 
     def __str__(self) -> str:
         return f"{self.appid}/{self.openid}"
+
+
+# The server URL matches messages against a cached copy of every active keyword reply
+# (officialaccount.services.active_replies); each change empties it once its transaction commits.
+REPLIES_KEY = "oa:keyword-replies"
+
+
+def forget_cached_replies() -> None:
+    """Empties the cached replies: the next message reads them from the database again."""
+    cache.delete(REPLIES_KEY)
 
 
 class KeywordReply(models.Model):
@@ -85,6 +96,16 @@ class KeywordReply(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_match_display()}: {self.keyword}" if self.keyword else self.get_match_display()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        # After the commit: emptied earlier, a message could cache the old rows again; a rollback changes nothing.
+        transaction.on_commit(forget_cached_replies)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        deleted: tuple[int, dict[str, int]] = super().delete(*args, **kwargs)
+        transaction.on_commit(forget_cached_replies)
+        return deleted
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

@@ -14,19 +14,18 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from typing import Any, TypedDict, cast
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Case, F, IntegerField, Q, Value, When
-from django.db.models.functions import Upper
 from django.utils import timezone
 
 from accounts.models import User, WechatIdentity
-from accounts.services import BIND_QR_SECONDS, bind_official_account_openid
+from accounts.services import BIND_QR_SECONDS, BIND_SCENE_PREFIX, bind_official_account_openid, bind_scene_key
 from config import providers
 from core.errors import AppError
-from officialaccount.models import Follower, KeywordReply, TemplateSendReport
+from officialaccount.models import REPLIES_KEY, Follower, KeywordReply, TemplateSendReport
 from providers.http import ProviderError, ProviderUnavailable
 from providers.wechat.messages import image_reply, news_reply, text_reply
 from providers.wechat.official_account import MAX_SCENE_STR
@@ -40,6 +39,7 @@ DEFAULT_REPLY = "Thanks for your message. Tap the menu below to see what we can 
 BOUND = "Your account is now bound: its notifications will come here."
 SCENE_EXPIRED = "This QR code has expired: show a new one and scan it again."
 SCENE_USED = "This QR code was already used: show a new one and scan it again."
+BIND_RETRY = "WeChat did not answer just now: scan the QR code again in a moment."
 SCENE_PREFIX = "qrscene_"  # a subscribe's EventKey from a scene QR code; a SCAN's EventKey is the bare scene
 
 # A retry comes within about 15 s (three 5 s waits); the reply is kept a little longer than that.
@@ -53,6 +53,22 @@ _PENDING = "pending"
 
 Message = Mapping[str, str]
 
+# Every active keyword reply, as plain data, on the shared cache: a message is matched in Python, no query.
+# Emptied after each commit that saves or deletes one (KeywordReply.save/delete, the admin's bulk delete);
+# the timeout only bounds an edit that bypasses them (QuerySet.update, a data migration).
+REPLIES_SECONDS = 300
+_REPLY_FIELDS = ("pk", "match", "keyword", "reply_type", "content", "media_id", "articles")
+
+
+class Reply(TypedDict):
+    pk: int
+    match: KeywordReply.Match  # the str stored (a TextChoices member equals it)
+    keyword: str
+    reply_type: KeywordReply.ReplyType
+    content: str
+    media_id: str
+    articles: Any
+
 
 # --- once per message ------------------------------------------------------------------------
 
@@ -61,7 +77,8 @@ def dedup_key(appid: str, message: Message) -> str:
     """The shared-cache key of one message or event, the same for each of WeChat's retries."""
     if message.get("MsgType") == "event":
         parts = ["event", message.get("FromUserName", ""), message.get("CreateTime", "")]
-        parts += [message.get("Event", ""), message.get("EventKey", "")]
+        # MsgID too where an event has one (TEMPLATESENDJOBFINISH): two reports in one second stay two.
+        parts += [message.get("Event", ""), message.get("EventKey", ""), message.get("MsgID", "")]
     else:  # MsgId alone has collided
         parts = ["msg", message.get("MsgId", ""), message.get("FromUserName", ""), message.get("CreateTime", "")]
     digest = hashlib.sha256("\x1f".join([appid, *parts]).encode("utf-8")).hexdigest()
@@ -114,18 +131,19 @@ def _event_time(message: Message) -> dt.datetime:
         return now
 
 
-def _render(reply: KeywordReply, message: Message) -> str:
+def _render(reply: Reply, message: Message) -> str:
     to_user, from_user, now = message.get("FromUserName", ""), message.get("ToUserName", ""), int(time.time())
     try:
-        if reply.reply_type == KeywordReply.ReplyType.IMAGE:
-            return image_reply(to_user, from_user, reply.media_id, now)
-        if reply.reply_type == KeywordReply.ReplyType.NEWS:
-            return news_reply(to_user, from_user, reply.articles, now)
-        return text_reply(to_user, from_user, reply.content, now)
+        if reply["reply_type"] == KeywordReply.ReplyType.IMAGE:
+            return image_reply(to_user, from_user, reply["media_id"], now)
+        if reply["reply_type"] == KeywordReply.ReplyType.NEWS:
+            # A passive reply carries one article since 2018 (WeChat drops the rest): the first is sent.
+            return news_reply(to_user, from_user, reply["articles"][:1], now)
+        return text_reply(to_user, from_user, reply["content"], now)
     except (ValueError, TypeError, AttributeError):
         # Saved around the admin's checks (a control character, articles of the wrong shape): say nothing
         # rather than fail the message for WeChat to retry in vain.
-        logger.error("official account: keyword reply %s cannot be sent: fix it in the admin", reply.pk)
+        logger.error("official account: keyword reply %s cannot be sent: fix it in the admin", reply["pk"])
         return SUCCESS
 
 
@@ -133,33 +151,44 @@ def _text_to(message: Message, content: str) -> str:
     return text_reply(message.get("FromUserName", ""), message.get("ToUserName", ""), content, int(time.time()))
 
 
+def active_replies() -> list[Reply]:
+    """Every active keyword reply, highest priority first, then oldest: from the shared cache, filled on a miss."""
+    replies: list[Reply] | None = cache.get(REPLIES_KEY)
+    if replies is None:
+        rows = KeywordReply.objects.filter(active=True).order_by("-priority", "pk").values(*_REPLY_FIELDS)
+        replies = cast(list[Reply], list(rows))
+        cache.set(REPLIES_KEY, replies, REPLIES_SECONDS)
+    return replies
+
+
+def _welcome() -> Reply | None:
+    """The admin's welcome for a new follower: the active one of highest priority, then the oldest."""
+    return next((reply for reply in active_replies() if reply["match"] == KeywordReply.Match.SUBSCRIBE), None)
+
+
 def _text(appid: str, message: Message) -> str:
-    """A keyword's reply (exact before contained, then by priority), else the default reply: one query."""
-    text = message.get("Content", "").strip()
-    is_keyword = Q(match=KeywordReply.Match.EXACT, upper_keyword=Upper(Value(text))) | Q(
-        match=KeywordReply.Match.CONTAINS, message__icontains=F("keyword")
-    )
-    reply = (
-        KeywordReply.objects.filter(active=True)
-        .alias(upper_keyword=Upper("keyword"), message=Value(text))
-        .filter(is_keyword | Q(match=KeywordReply.Match.DEFAULT))
-        .annotate(
-            rank=Case(
-                When(match=KeywordReply.Match.EXACT, then=0),
-                When(match=KeywordReply.Match.CONTAINS, then=1),
-                default=2,
-                output_field=IntegerField(),
-            )
-        )
-        .order_by("rank", "-priority", "pk")
-        .first()
-    )
-    return _render(reply, message) if reply else _text_to(message, DEFAULT_REPLY)
+    """A keyword's reply (the whole message ignoring case and surrounding spaces, before a keyword contained
+    in it, then by priority, then age), else the admin's default reply, else ours."""
+    text = message.get("Content", "").strip().upper()
+    contained = default = None
+    for reply in active_replies():  # by priority, then age: the first of each kind wins
+        match = reply["match"]
+        if match == KeywordReply.Match.EXACT:
+            if reply["keyword"].upper() == text:
+                return _render(reply, message)
+        elif match == KeywordReply.Match.CONTAINS:
+            if contained is None and reply["keyword"].upper() in text:
+                contained = reply
+        elif match == KeywordReply.Match.DEFAULT and default is None:
+            default = reply
+    chosen = contained or default
+    return _render(chosen, message) if chosen else _text_to(message, DEFAULT_REPLY)
 
 
 def _click(appid: str, message: Message) -> str:
     key = message.get("EventKey", "")
-    reply = KeywordReply.objects.filter(active=True, match=KeywordReply.Match.CLICK, keyword=key).first()
+    clicks = (reply for reply in active_replies() if reply["match"] == KeywordReply.Match.CLICK)
+    reply = next((reply for reply in clicks if reply["keyword"] == key), None)  # the key exactly, case too
     if reply is None:
         logger.warning("official account: menu key %r has no reply (add one in the admin)", key)
         return SUCCESS
@@ -169,7 +198,7 @@ def _click(appid: str, message: Message) -> str:
 def _subscribe(appid: str, message: Message) -> str:
     openid = message.get("FromUserName", "")
     follower = _set_following(appid, openid, subscribed=True, at=_event_time(message))
-    welcome = KeywordReply.objects.filter(active=True, match=KeywordReply.Match.SUBSCRIBE).first()
+    welcome = _welcome()
     event_key = message.get("EventKey", "")
     bound = None
     if event_key.startswith(SCENE_PREFIX):
@@ -177,8 +206,8 @@ def _subscribe(appid: str, message: Message) -> str:
     if bound is None:
         return _render(welcome, message) if welcome else _text_to(message, WELCOME)
     # The binding's outcome is what the follower came for; a text welcome goes first.
-    if welcome is None or welcome.reply_type == KeywordReply.ReplyType.TEXT:
-        return _text_to(message, f"{welcome.content if welcome else WELCOME}\n\n{bound}")
+    if welcome is None or welcome["reply_type"] == KeywordReply.ReplyType.TEXT:
+        return _text_to(message, f"{welcome['content'] if welcome else WELCOME}\n\n{bound}")
     return _text_to(message, bound)
 
 
@@ -186,7 +215,10 @@ def _scan(appid: str, message: Message) -> str:
     """An existing follower scanned a scene QR code (EventKey is the bare scene)."""
     openid = message.get("FromUserName", "")
     follower = _seen_following(appid, openid)
-    bound = bind_by_scene(message.get("EventKey", ""), appid, openid, follower.unionid)
+    scene = message.get("EventKey", "")
+    bound = bind_by_scene(scene, appid, openid, follower.unionid)
+    if bound is None and not scene.startswith(BIND_SCENE_PREFIX):
+        return SUCCESS  # another kind of scene code (a campaign's, a channel's): not ours to answer here
     return _text_to(message, bound or SCENE_EXPIRED)
 
 
@@ -291,8 +323,11 @@ def fill_follower_info(*, appid: str, openid: str) -> str | None:
         Follower.objects.filter(appid=appid, openid=openid).update(unionid=info.unionid, updated_at=timezone.now())
         identity = WechatIdentity.objects.filter(appid=appid, openid=openid, unionid="").first()
         if identity is not None:
+            # Another user's identity with this unionid, or one of this user's with another unionid: the
+            # follower is not (only) who the binding says; the identity keeps no unionid to join by.
             others = WechatIdentity.objects.filter(unionid=info.unionid).exclude(user_id=identity.user_id)
-            if others.exists():
+            theirs = WechatIdentity.objects.filter(user_id=identity.user_id).exclude(unionid="")
+            if others.exists() or theirs.exclude(unionid=info.unionid).exists():
                 logger.warning(
                     "official account: openid=%s has the unionid of another user's identity: left unset", openid
                 )
@@ -312,9 +347,9 @@ def bind_by_scene(scene: str, appid: str, openid: str, unionid: str) -> str | No
     follower scanning again) or the reason nothing changed: another follower used this code first, this
     WeChat is bound to someone else, or the user is bound to another WeChat.
     """
-    if not scene or len(scene) > MAX_SCENE_STR or appid != settings.WECHAT_OA_APPID:
+    if not scene.startswith(BIND_SCENE_PREFIX) or len(scene) > MAX_SCENE_STR or appid != settings.WECHAT_OA_APPID:
         return None
-    key = f"oa:bind:{scene}"
+    key = bind_scene_key(scene)
     user_id = cache.get(key)
     if user_id is None:
         return None
@@ -329,6 +364,16 @@ def bind_by_scene(scene: str, appid: str, openid: str, unionid: str) -> str | No
         user = None
     if user is None:
         return SCENE_EXPIRED
+    if not unionid:
+        # Who the scanner is, before binding: a unionid that is not the user's refuses the bind (someone
+        # else scanning the code). WeChat not answering: nothing is bound, and the code stays usable.
+        try:
+            unionid = providers.official_account().user_info(openid).unionid or ""
+        except (ProviderError, ProviderUnavailable) as exc:
+            logger.warning("official account: user info of openid=%s for a bind failed: %s", openid, exc)
+            if fresh:
+                cache.delete(claim)
+            return BIND_RETRY
     try:
         bind_official_account_openid(user=user, openid=openid, unionid=unionid or None)
     except AppError as exc:

@@ -8,6 +8,7 @@ signature for the ciphertext. The answer is the passive reply, encrypted in safe
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -55,6 +56,19 @@ def server(request: HttpRequest) -> HttpResponse:
         return _plain("try again later", 503)
 
 
+MAX_SKEW = 300  # seconds
+
+
+def _fresh(timestamp: str) -> bool:
+    # Seconds as WeChat writes them: at most 12 digits (longer ones would not even fit a float).
+    return (
+        timestamp.isascii()
+        and timestamp.isdigit()
+        and len(timestamp) <= 12
+        and abs(time.time() - int(timestamp)) <= MAX_SKEW
+    )
+
+
 def _answer(request: HttpRequest) -> HttpResponse:
     query = request.GET
     timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
@@ -68,11 +82,18 @@ def _answer(request: HttpRequest) -> HttpResponse:
         echostr = query.get("echostr")
         return _plain(echostr) if echostr is not None else _plain("echostr missing", 400)
 
+    # The plain signature covers no body: only a fresh one is taken, and dedup makes its retries harmless.
+    if not _fresh(timestamp):
+        return _plain("timestamp is not within 5 minutes of now", 403)
     crypto = None
     if query.get("encrypt_type", "raw").lower() == "aes":
         crypto = providers.message_crypto()
         if crypto is None:
             return _plain("safe mode is not configured here", 403)
+    elif providers.message_crypto() is not None:
+        # With an EncodingAESKey the account is in safe (or compatible) mode: WeChat always encrypts, so a
+        # plaintext body, whose signature covers nothing of it, is not WeChat's.
+        return _plain("this account takes safe-mode messages only", 403)
     try:
         message = parse_message(request.body)
         if crypto is not None:

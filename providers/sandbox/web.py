@@ -617,7 +617,8 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
         if request.method == "POST":
             form = _form(request)
             try:
-                record = simulator.scan(server, form.get("user", "").strip(), ticket, form.get("mode", "plain"))
+                mode = form.get("mode") or ("safe" if server.safe_mode else "plain")
+                record = simulator.scan(server, form.get("user", "").strip(), ticket, mode)
             except ValueError as exc:
                 return _oa_problem(request, 400, str(exc))
             return _push_answer(request, record)
@@ -648,7 +649,9 @@ def urlpatterns(get_sandbox: Callable[[], Sandbox]) -> list[URLPattern]:
         if request.method == "POST":
             details = {name: form.get(name, "") for name in ("content", "scene", "key")}
             try:
-                user, kind, mode = form.get("user", "").strip(), form.get("kind", ""), form.get("mode", "plain")
+                # The mode the server URL is in unless asked otherwise: with an EncodingAESKey, safe.
+                default_mode = "safe" if server.safe_mode else "plain"
+                user, kind, mode = form.get("user", "").strip(), form.get("kind", ""), form.get("mode") or default_mode
                 return _push_answer(request, simulator.send(server, user, kind, mode, **details))
             except ValueError as exc:
                 if not _from_a_page(request):

@@ -1,5 +1,6 @@
-"""Fixtures of the official-account tests: the account's settings, and WeChat's side of the server URL
-played by wechatpy (its crypto) and hashlib (the plain signature), never by our own code."""
+"""Fixtures of the official-account tests: the account's settings (plain mode, or safe mode with an
+EncodingAESKey), WeChat's side of the server URL played by wechatpy (its crypto) and hashlib (the plain
+signature), never by our own code, and followers the sandbox's user/info knows."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 import itertools
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -25,6 +27,11 @@ ACCOUNT = "gh_0123456789ab"  # the account's original id: ToUserName of what WeC
 URL = "/wechat/official-account/"
 
 _numbers = itertools.count(1)
+
+# The account in plain mode (no EncodingAESKey) and in safe mode (WeChat encrypts every message): the `oa`
+# fixture's two parameters, as ids plain and safe.
+BOTH_MODES = pytest.mark.parametrize("oa", ["plain", "safe"], indirect=True)
+SAFE_MODE = pytest.mark.parametrize("oa", ["safe"], indirect=True)
 
 
 def signature(token: str, timestamp: str, nonce: str) -> str:
@@ -64,18 +71,20 @@ class Answer:
 
 @dataclass
 class Wechat:
-    """WeChat posting to our server URL, in plain or safe mode, and reading our passive reply."""
+    """WeChat posting to our server URL, in plain or safe mode, and reading our passive reply. `safe`: the
+    account has an EncodingAESKey, so WeChat encrypts what it posts (raw_post sends anything else)."""
 
     client: Client = field(default_factory=Client)
     token: str = TOKEN
     aes_key: str = AES_KEY
     appid: str = APPID
+    safe: bool = False
 
     def crypto(self, appid: str | None = None) -> WeChatCrypto:
         return WeChatCrypto(self.token, self.aes_key, appid or self.appid)
 
     def query(self, *, timestamp: str | None = None, nonce: str | None = None, **extra: str) -> dict[str, str]:
-        timestamp = timestamp or str(int(time.time()))
+        timestamp = str(int(time.time())) if timestamp is None else timestamp
         nonce = nonce or f"n{next(_numbers)}"
         return {"signature": signature(self.token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce, **extra}
 
@@ -94,20 +103,20 @@ class Wechat:
         body = f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
         return {**query, "encrypt_type": "aes", "msg_signature": msg_signature}, body
 
-    def post(self, xml: str, *, safe: bool = False, query: dict[str, str] | None = None) -> Answer:
-        """Sends `xml` as WeChat does (safe: encrypted) and reads the answer as WeChat would."""
-        if safe:
+    def post(self, xml: str, *, query: dict[str, str] | None = None) -> Answer:
+        """Sends `xml` as WeChat does (encrypted in safe mode) and reads the answer as WeChat would."""
+        if self.safe:
             query, body = self.encrypted(xml, query=query)
         else:
             query, body = query or self.query(), xml
-        return self.read(self.raw_post(query, body), safe=safe)
+        return self.read(self.raw_post(query, body))
 
-    def read(self, response: Any, *, safe: bool) -> Answer:
+    def read(self, response: Any) -> Answer:
         answer = Answer(response.status_code, response["Content-Type"], response.content)
         if response.status_code != 200 or response.content == b"success":
             return answer
         text = response.content.decode("utf-8")
-        if safe:
+        if self.safe:
             envelope = xmltodict.parse(text)["xml"]
             # wechatpy checks the reply's msg_signature and appid as WeChat does.
             text = self.crypto().decrypt_message(
@@ -119,15 +128,24 @@ class Wechat:
 
 
 @pytest.fixture
-def oa(settings: Any) -> Wechat:
-    """The official account configured (safe mode possible), and WeChat to post to it."""
+def oa(request: pytest.FixtureRequest, settings: Any) -> Iterator[Wechat]:
+    """The official account configured, and WeChat to post to it: in plain mode (no EncodingAESKey), or in
+    safe mode when parametrised indirectly with "safe" (BOTH_MODES, SAFE_MODE)."""
+    mode = getattr(request, "param", "plain")
+    assert mode in ("plain", "safe"), mode
     settings.WECHAT_OA_APPID = APPID
     settings.WECHAT_OA_SECRET = "oa-secret-for-tests-0123456789ab"
     settings.WECHAT_OA_TOKEN = TOKEN
-    settings.WECHAT_OA_AES_KEY = AES_KEY
+    settings.WECHAT_OA_AES_KEY = AES_KEY if mode == "safe" else ""
     providers.reset()
-    yield Wechat()
+    yield Wechat(safe=mode == "safe")
     providers.reset()
+
+
+def sandbox_openid(user: str) -> str:
+    """Sandbox user `user`'s openid in the account (of the `oa` fixture), known from now on to the sandbox's
+    cgi-bin/user/info: it answers with their unionid, `unionid_for(user)`, as for their mini-program login."""
+    return str(providers.sandbox().providers["wechat"]._register(APPID, user))
 
 
 @pytest.fixture(autouse=True)

@@ -58,7 +58,10 @@ def reply_text(record: dict[str, Any], mode: str) -> str:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("mode", ["plain", "safe"])
-def test_the_server_url_over_http(server, mode):
+def test_the_server_url_over_http(server, settings, mode):
+    if mode == "plain":  # an account without an EncodingAESKey (the sandbox's phone reads it from settings)
+        settings.WECHAT_OA_AES_KEY = ""
+        providers.reset()
     # WeChat's check when the URL is saved in the console.
     timestamp, nonce = str(int(time.time())), "n0nce"
     signed = hashlib.sha1("".join(sorted([django_settings.WECHAT_OA_TOKEN, timestamp, nonce])).encode()).hexdigest()
@@ -72,6 +75,16 @@ def test_the_server_url_over_http(server, mode):
     text = phone(server, user="quinn", mode=mode, kind="text", content="hello")
     first = reply_text(text, mode)
     assert first
+    assert ("<Encrypt>" in text["request"]["body"]) is (mode == "safe")
+    if mode == "safe":
+        # A plaintext message to the safe-mode account, whose signature covers none of it, is not WeChat's.
+        plain = requests.post(
+            f"{server}/sandbox/wechat/official-account/phone",
+            json={"user": "quinn", "mode": "plain", "kind": "text", "content": "hello"},
+            headers={"Accept": "application/json"},
+            timeout=30,
+        ).json()
+        assert (plain["status"], plain["body"]) == (403, "this account takes safe-mode messages only"), plain
     again = requests.post(server + text["again"], headers={"Accept": "application/json"}, timeout=30).json()
     assert again["status"] == 200 and reply_text(again, mode) == first
 

@@ -11,12 +11,15 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
 from accounts.models import WechatIdentity
+from accounts.services import BIND_SCENE_PREFIX, bind_scene_key, wechat_login
+from config import providers
 from officialaccount import services
 from officialaccount.models import Follower, KeywordReply
-from providers.http import ProviderError
+from providers.http import ProviderError, ProviderUnavailable
+from providers.sandbox.wechat import unionid_for
 from providers.wechat.official_account import FollowerInfo, OfficialAccountClient
 from tests.factories import UserFactory, WechatIdentityFactory
-from tests.officialaccount.conftest import APPID, event_message
+from tests.officialaccount.conftest import APPID, event_message, sandbox_openid
 
 pytestmark = pytest.mark.django_db
 
@@ -29,55 +32,80 @@ def identities() -> list[tuple[Any, ...]]:
 
 # --- bind_by_scene ------------------------------------------------------------------------------
 
+CONFLICT = "This WeChat account belongs to someone else: bind your own."
+SCENE = BIND_SCENE_PREFIX + "0123456789abcdef"
+
+
+def bind_code(user_id: Any, scene: str = SCENE) -> str:
+    """A bind QR code's scene, its user in the cache as officialAccountBindQrCode leaves them."""
+    cache.set(bind_scene_key(scene), user_id, 600)
+    return scene
+
 
 def test_bind_by_scene_binds_the_user_in_the_cache(oa):
     user = UserFactory()
-    cache.set("oa:bind:s1", user.pk, 600)
-    assert services.bind_by_scene("s1", APPID, OPENID, "") == services.BOUND
-    assert identities() == [(user.pk, APPID, OPENID, WechatIdentity.Kind.OFFICIAL_ACCOUNT, "")]
+    scene = bind_code(user.pk)
+    openid = sandbox_openid("pia")
+    assert services.bind_by_scene(scene, APPID, openid, "") == services.BOUND
+    # Who scanned, asked of WeChat (cgi-bin/user/info) before binding: their unionid is kept.
+    assert identities() == [(user.pk, APPID, openid, WechatIdentity.Kind.OFFICIAL_ACCOUNT, unionid_for("pia"))]
     # The same follower again (another scan): the same answer, nothing more.
-    assert services.bind_by_scene("s1", APPID, OPENID, "") == services.BOUND
+    assert services.bind_by_scene(scene, APPID, openid, "") == services.BOUND
     assert len(identities()) == 1
 
 
-def test_bind_by_scene_keeps_a_known_unionid(oa):
+def test_bind_by_scene_keeps_a_known_unionid_without_asking_wechat(oa, monkeypatch):
+    fake = FakeUserInfo(monkeypatch, _info("union-other"))
     user = UserFactory()
-    cache.set("oa:bind:s1", user.pk, 600)
-    assert services.bind_by_scene("s1", APPID, OPENID, "union-1") == services.BOUND
+    scene = bind_code(user.pk)
+    assert services.bind_by_scene(scene, APPID, OPENID, "union-1") == services.BOUND
     assert identities()[0][4] == "union-1"
+    assert fake.calls == []
 
 
-@pytest.mark.parametrize("scene", ["", "missing", "x" * 65])
+@pytest.mark.parametrize("scene", ["", "missing", BIND_SCENE_PREFIX + "x" * 61, BIND_SCENE_PREFIX + "gone"])
 def test_bind_by_scene_unknown_scene_is_none(oa, scene):
     assert services.bind_by_scene(scene, APPID, OPENID, "") is None
     assert identities() == []
 
 
+@pytest.mark.parametrize("scene", ["s1", "campaign42", "42", "Bind0123", "x" + BIND_SCENE_PREFIX])
+def test_a_scene_without_the_bind_prefix_is_no_bind(oa, scene):
+    # Even with a user under its key: another kind of scene code (a campaign's) binds nobody.
+    bind_code(UserFactory().pk, scene)
+    assert services.bind_by_scene(scene, APPID, sandbox_openid("pia"), "") is None
+    assert identities() == []
+    assert cache.get(f"{bind_scene_key(scene)}:openid") is None  # nor claims the code
+
+
 def test_bind_by_scene_of_another_account_is_none(oa):
-    cache.set("oa:bind:s1", UserFactory().pk, 600)
-    assert services.bind_by_scene("s1", "wxanotheraccount01", OPENID, "") is None
+    scene = bind_code(UserFactory().pk)
+    assert services.bind_by_scene(scene, "wxanotheraccount01", sandbox_openid("pia"), "") is None
     assert identities() == []
 
 
 def test_a_code_binds_one_follower_only(oa):
     user = UserFactory()
-    cache.set("oa:bind:s1", user.pk, 600)
-    assert services.bind_by_scene("s1", APPID, OPENID, "") == services.BOUND
+    scene = bind_code(user.pk)
+    openid = sandbox_openid("pia")
+    assert services.bind_by_scene(scene, APPID, openid, "") == services.BOUND
     # Someone else who saw the code on the screen cannot bind their WeChat to that account.
-    assert services.bind_by_scene("s1", APPID, "o-onlooker", "") == services.SCENE_USED
-    assert identities() == [(user.pk, APPID, OPENID, WechatIdentity.Kind.OFFICIAL_ACCOUNT, "")]
+    assert services.bind_by_scene(scene, APPID, sandbox_openid("mallory"), "") == services.SCENE_USED
+    assert identities() == [(user.pk, APPID, openid, WechatIdentity.Kind.OFFICIAL_ACCOUNT, unionid_for("pia"))]
 
 
 def test_an_openid_bound_to_someone_else_changes_nothing_and_leaves_the_code_usable(oa):
     owner, asker = UserFactory(), UserFactory()
-    WechatIdentityFactory(user=owner, appid=APPID, openid=OPENID, kind=WechatIdentity.Kind.OFFICIAL_ACCOUNT)
-    cache.set("oa:bind:s1", asker.pk, 600)
+    openid = sandbox_openid("pia")
+    WechatIdentityFactory(user=owner, appid=APPID, openid=openid, kind=WechatIdentity.Kind.OFFICIAL_ACCOUNT)
+    scene = bind_code(asker.pk)
     before = identities()
-    assert services.bind_by_scene("s1", APPID, OPENID, "") == "This WeChat account is already bound to another user."
+    assert services.bind_by_scene(scene, APPID, openid, "") == "This WeChat account is already bound to another user."
     assert identities() == before
     # The follower the code was meant for can still use it.
-    assert services.bind_by_scene("s1", APPID, "o-the-asker", "") == services.BOUND
-    assert WechatIdentity.objects.get(appid=APPID, openid="o-the-asker").user == asker
+    theirs = sandbox_openid("asker")
+    assert services.bind_by_scene(scene, APPID, theirs, "") == services.BOUND
+    assert WechatIdentity.objects.get(appid=APPID, openid=theirs).user == asker
 
 
 def test_a_user_bound_to_another_follower_is_told_so(oa):
@@ -85,9 +113,9 @@ def test_a_user_bound_to_another_follower_is_told_so(oa):
     WechatIdentityFactory(
         user=user, appid=APPID, openid="o-their-old-wechat", kind=WechatIdentity.Kind.OFFICIAL_ACCOUNT
     )
-    cache.set("oa:bind:s1", user.pk, 600)
+    scene = bind_code(user.pk)
     before = identities()
-    assert services.bind_by_scene("s1", APPID, OPENID, "") == (
+    assert services.bind_by_scene(scene, APPID, sandbox_openid("pia"), "") == (
         "Your account is already bound to another official-account user."
     )
     assert identities() == before
@@ -96,9 +124,62 @@ def test_a_user_bound_to_another_follower_is_told_so(oa):
 @pytest.mark.parametrize("value", ["not-a-number", 10**9, None])
 def test_a_gone_or_disabled_user_is_an_expired_code(oa, value):
     user = UserFactory(is_active=False)
-    cache.set("oa:bind:s1", value if value is not None else user.pk, 600)
-    assert services.bind_by_scene("s1", APPID, OPENID, "") == services.SCENE_EXPIRED
+    scene = bind_code(value if value is not None else user.pk)
+    assert services.bind_by_scene(scene, APPID, sandbox_openid("pia"), "") == services.SCENE_EXPIRED
     assert identities() == []
+
+
+@pytest.mark.parametrize("unionid", ["", "from-the-follower"], ids=["asked", "known"])
+def test_a_scanner_whom_wechat_names_another_person_is_refused_and_the_code_stays_usable(oa, unionid):
+    user = wechat_login(code="pia").user  # pia logged in to the mini-program: their unionid is known
+    scene = bind_code(user.pk)
+    onlooker = sandbox_openid("mallory")  # mallory scans the code on pia's screen
+    before = identities()
+    known = unionid_for("mallory") if unionid else ""  # the follower's unionid, fetched earlier, or not yet
+    assert services.bind_by_scene(scene, APPID, onlooker, known) == CONFLICT
+    assert identities() == before
+    # pia, the person the code was made for, binds with it.
+    openid = sandbox_openid("pia")
+    assert services.bind_by_scene(scene, APPID, openid, "") == services.BOUND
+    assert identities()[-1] == (user.pk, APPID, openid, WechatIdentity.Kind.OFFICIAL_ACCOUNT, unionid_for("pia"))
+
+
+def test_the_person_who_logged_in_binds_with_their_own_wechat(oa):
+    user = wechat_login(code="pia").user
+    scene = bind_code(user.pk)
+    openid = sandbox_openid("pia")
+    assert services.bind_by_scene(scene, APPID, openid, "") == services.BOUND
+    assert {identity.unionid for identity in user.wechat_identities.all()} == {unionid_for("pia")}
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [ProviderUnavailable("wechat", "read timed out"), ProviderError("wechat", -1, "system error")],
+    ids=["unavailable", "error"],
+)
+def test_wechat_failing_to_say_who_scanned_binds_nothing_and_the_code_stays_usable(oa, monkeypatch, failure):
+    user = wechat_login(code="pia").user
+    scene = bind_code(user.pk)
+    openid = sandbox_openid("pia")
+    client = providers.official_account()
+    real = client.user_info
+    calls: list[str] = []
+
+    def failing(openid: str, lang: str = "zh_CN") -> FollowerInfo:
+        calls.append(openid)
+        raise failure
+
+    monkeypatch.setattr(client, "user_info", failing)
+    before = identities()
+    assert services.bind_by_scene(scene, APPID, openid, "") == services.BIND_RETRY
+    assert calls == [openid]
+    assert identities() == before
+    # The failed scan released the code: the next scanner is judged afresh (not told the code was used).
+    monkeypatch.setattr(client, "user_info", real)
+    assert services.bind_by_scene(scene, APPID, sandbox_openid("mallory"), "") == CONFLICT
+    # WeChat answering again: the scan binds.
+    assert services.bind_by_scene(scene, APPID, openid, "") == services.BOUND
+    assert identities()[-1] == (user.pk, APPID, openid, WechatIdentity.Kind.OFFICIAL_ACCOUNT, unionid_for("pia"))
 
 
 # --- keyword replies ----------------------------------------------------------------------------
@@ -244,6 +325,23 @@ def test_a_unionid_of_another_users_identity_is_not_copied_to_this_identity(oa, 
     assert identity.unionid == ""
     assert Follower.objects.get().unionid == "union-42"
     assert "has the unionid of another user's identity" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("scanner", "copied"), [("mallory", False), ("pia", True)], ids=["another-person", "the-same-person"]
+)
+def test_a_unionid_other_than_the_users_own_is_not_copied_to_their_identity(oa, scanner, copied, caplog):
+    user = wechat_login(code="pia").user  # the mini-program identity: pia's unionid
+    openid = sandbox_openid(scanner)
+    # Bound before WeChat said who the follower is (its unionid unknown then).
+    identity = WechatIdentityFactory(user=user, appid=APPID, openid=openid, kind=WechatIdentity.Kind.OFFICIAL_ACCOUNT)
+    Follower.objects.create(appid=APPID, openid=openid, subscribed=True)
+    with caplog.at_level(logging.WARNING):
+        assert services.fill_follower_info(appid=APPID, openid=openid) == unionid_for(scanner)
+    identity.refresh_from_db()
+    assert identity.unionid == (unionid_for(scanner) if copied else "")
+    assert Follower.objects.get().unionid == unionid_for(scanner)  # the follower's own record has it
+    assert ("left unset" in caplog.text) is not copied
 
 
 @pytest.mark.parametrize(

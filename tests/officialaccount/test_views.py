@@ -19,19 +19,24 @@ from django.db import connection
 from django.test import Client
 
 from accounts.models import WechatIdentity
+from accounts.services import BIND_SCENE_PREFIX, bind_scene_key, wechat_login
 from config import providers
 from officialaccount import services, tasks
 from officialaccount.models import Follower, KeywordReply, TemplateSendReport
+from providers.sandbox.wechat import unionid_for
 from providers.wechat.messages import parse_message
 from tests.factories import UserFactory, WechatIdentityFactory
 from tests.officialaccount.conftest import (
     ACCOUNT,
     AES_KEY,
     APPID,
+    BOTH_MODES,
+    SAFE_MODE,
     TOKEN,
     URL,
     Wechat,
     event_message,
+    sandbox_openid,
     signature,
     text_message,
 )
@@ -112,22 +117,22 @@ def test_other_methods_are_405(oa):
 # --- POST: messages and events, plain and safe mode -----------------------------------------------
 
 
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_text_gets_the_keyword_reply(oa, safe):
+@BOTH_MODES
+def test_text_gets_the_keyword_reply(oa):
     KeywordReply.objects.create(keyword="hours", content="We are open 9:00-18:00.")
-    answer = oa.post(text_message(OPENID, "  HOURS "), safe=safe)
+    answer = oa.post(text_message(OPENID, "  HOURS "))
     assert answer.status == 200 and answer.content_type == "text/xml; charset=utf-8"
     reply = answer.reply
     assert reply["MsgType"] == "text" and reply["Content"] == "We are open 9:00-18:00."
     assert reply["ToUserName"] == OPENID and reply["FromUserName"] == ACCOUNT
     assert abs(int(reply["CreateTime"]) - time.time()) < 5
-    if safe:  # the reply is encrypted: nothing of it in clear
+    if oa.safe:  # the reply is encrypted: nothing of it in clear
         assert b"We are open" not in answer.body and b"<Encrypt>" in answer.body
 
 
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_text_without_a_keyword_gets_the_default_reply(oa, safe):
-    answer = oa.post(text_message(OPENID, "anything at all"), safe=safe)
+@BOTH_MODES
+def test_text_without_a_keyword_gets_the_default_reply(oa):
+    answer = oa.post(text_message(OPENID, "anything at all"))
     assert answer.reply["Content"] == services.DEFAULT_REPLY
 
 
@@ -136,28 +141,34 @@ def test_image_and_news_replies(oa):
     KeywordReply.objects.create(
         keyword="news",
         reply_type="news",
-        articles=[{"title": "Hello", "description": "d", "pic_url": "https://e.com/p.png", "url": "https://e.com"}],
+        articles=[
+            {"title": "Hello", "description": "d", "pic_url": "https://e.com/p.png", "url": "https://e.com"},
+            {"title": "Second", "url": "https://e.com/2"},
+        ],
     )
     image = oa.post(text_message(OPENID, "logo")).reply
     assert image["MsgType"] == "image" and image["Image"] == {"MediaId": "MEDIA_123"}
-    news = oa.post(text_message(OPENID, "news")).reply
-    assert news["MsgType"] == "news" and news["ArticleCount"] == "1"
-    assert news["Articles"]["item"]["Title"] == "Hello" and news["Articles"]["item"]["Url"] == "https://e.com"
+    # A passive reply carries one article (WeChat drops the rest): the first.
+    news = oa.post(text_message(OPENID, "news"))
+    assert news.reply["MsgType"] == "news" and news.reply["ArticleCount"] == "1"
+    item = news.reply["Articles"]["item"]
+    assert item["Title"] == "Hello" and item["Url"] == "https://e.com"
+    assert "Second" not in news.reply_xml
 
 
+@BOTH_MODES
 def test_a_cdata_terminator_in_a_reply_survives(oa):
     tricky = "a]]>b<xml>&amp;</xml>]]>"
     KeywordReply.objects.create(keyword="tricky", content=tricky)
-    for safe in (False, True):
-        answer = oa.post(text_message(OPENID, "tricky"), safe=safe)
-        assert answer.reply["Content"] == tricky
-        assert "]]]]><![CDATA[>" in answer.reply_xml
+    answer = oa.post(text_message(OPENID, "tricky"))
+    assert answer.reply["Content"] == tricky
+    assert "]]]]><![CDATA[>" in answer.reply_xml
 
 
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_subscribe_welcomes_and_records_the_follower(oa, enqueued, safe, django_capture_on_commit_callbacks):
+@BOTH_MODES
+def test_subscribe_welcomes_and_records_the_follower(oa, enqueued, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        answer = oa.post(event_message(OPENID, "subscribe", "", create_time=1700000000), safe=safe)
+        answer = oa.post(event_message(OPENID, "subscribe", "", create_time=1700000000))
     assert answer.reply["Content"] == services.WELCOME
     follower = Follower.objects.get()
     assert (follower.appid, follower.openid, follower.subscribed) == (APPID, OPENID, True)
@@ -171,67 +182,144 @@ def test_subscribe_welcome_from_the_admin(oa):
     assert oa.post(event_message(OPENID, "subscribe")).reply["Content"] == "Welcome aboard!"
 
 
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_subscribe_with_a_scene_binds_the_user_who_asked(oa, safe):
-    user = UserFactory()
-    WechatIdentityFactory(user=user)  # their mini-program identity
-    cache.set("oa:bind:bind_scene01", user.pk, 600)
-    answer = oa.post(event_message(OPENID, "subscribe", "qrscene_bind_scene01", Ticket="TICKET"), safe=safe)
+# --- binding by a bind QR code's scene --------------------------------------------------------------
+
+CONFLICT = "This WeChat account belongs to someone else: bind your own."
+
+
+def bind_code(user_id: object, name: str) -> str:
+    """A bind QR code's scene, its user in the cache as officialAccountBindQrCode leaves them."""
+    scene = BIND_SCENE_PREFIX + name
+    cache.set(bind_scene_key(scene), user_id, 600)
+    return scene
+
+
+def follows(openid: str) -> None:
+    """`openid` follows the account already (their unionid not fetched yet)."""
+    Follower.objects.create(appid=APPID, openid=openid, subscribed=True)
+
+
+@BOTH_MODES
+def test_subscribe_with_a_scene_binds_the_user_who_asked(oa):
+    user = wechat_login(code="pia").user  # their mini-program identity: sandbox user pia's unionid
+    scene = bind_code(user.pk, "scene01")
+    openid = sandbox_openid("pia")  # pia scans the code on their own phone
+    answer = oa.post(event_message(openid, "subscribe", f"qrscene_{scene}", Ticket="TICKET"))
     assert answer.reply["Content"] == f"{services.WELCOME}\n\n{services.BOUND}"
-    identity = WechatIdentity.objects.get(appid=APPID, openid=OPENID)
+    identity = WechatIdentity.objects.get(appid=APPID, openid=openid)
     assert identity.user == user and identity.kind == WechatIdentity.Kind.OFFICIAL_ACCOUNT
+    assert identity.unionid == unionid_for("pia")  # asked of WeChat before binding
     assert Follower.objects.get().subscribed
 
 
 def test_scan_by_a_follower_binds(oa):
     user = UserFactory()
-    oa.post(event_message(OPENID, "subscribe", "", create_time=1700000000))
-    cache.set("oa:bind:bind_scene02", str(user.pk), 600)
-    answer = oa.post(event_message(OPENID, "SCAN", "bind_scene02", Ticket="TICKET"))
+    openid = sandbox_openid("pia")
+    oa.post(event_message(openid, "subscribe", "", create_time=1700000000))
+    scene = bind_code(str(user.pk), "scene02")  # as a string too
+    answer = oa.post(event_message(openid, "SCAN", scene, Ticket="TICKET"))
     assert answer.reply["Content"] == services.BOUND
-    assert WechatIdentity.objects.get(appid=APPID, openid=OPENID).user == user
+    identity = WechatIdentity.objects.get(appid=APPID, openid=openid)
+    assert (identity.user, identity.unionid) == (user, unionid_for("pia"))
     # The same follower scanning again (a new event) is told the same.
-    assert oa.post(event_message(OPENID, "SCAN", "bind_scene02", create_time=1)).reply["Content"] == services.BOUND
+    assert oa.post(event_message(openid, "SCAN", scene, create_time=1)).reply["Content"] == services.BOUND
     assert WechatIdentity.objects.filter(appid=APPID).count() == 1
 
 
 def test_scan_of_an_unknown_or_expired_scene(oa):
-    answer = oa.post(event_message(OPENID, "SCAN", "bind_gone"))
+    answer = oa.post(event_message(OPENID, "SCAN", BIND_SCENE_PREFIX + "gone"))
     assert answer.reply["Content"] == services.SCENE_EXPIRED
     assert not WechatIdentity.objects.exists()
     # A subscribe through it is only welcomed.
-    answer = oa.post(event_message("o-other", "subscribe", "qrscene_bind_gone"))
+    answer = oa.post(event_message("o-other", "subscribe", f"qrscene_{BIND_SCENE_PREFIX}gone"))
     assert answer.reply["Content"] == services.WELCOME
+
+
+@BOTH_MODES
+@pytest.mark.parametrize("scene", ["campaign42", "42", "xbind0123"])
+def test_a_scene_that_is_not_a_bind_is_not_answered_as_one(oa, scene):
+    # Even with a user under its key: only a scene with the bind prefix is a bind QR code's.
+    cache.set(bind_scene_key(scene), UserFactory().pk, 600)
+    openid = sandbox_openid("pia")
+    follows(openid)
+    before = everything()
+    answer = oa.post(event_message(openid, "SCAN", scene, Ticket="TICKET"))
+    assert (answer.status, answer.body) == (200, b"success")  # a campaign's code: not ours to answer
+    assert everything() == before
+    # Following through it: the plain welcome, the follower recorded, nothing bound.
+    answer = oa.post(event_message("o-newcomer", "subscribe", f"qrscene_{scene}", Ticket="TICKET"))
+    assert answer.reply["Content"] == services.WELCOME
+    assert Follower.objects.get(openid="o-newcomer").subscribed
+    assert not WechatIdentity.objects.filter(appid=APPID).exists()
 
 
 def test_scene_of_a_user_when_the_openid_is_bound_to_someone_else(oa):
     owner, asker = UserFactory(), UserFactory()
-    WechatIdentityFactory(user=owner, appid=APPID, openid=OPENID, kind=WechatIdentity.Kind.OFFICIAL_ACCOUNT)
-    cache.set("oa:bind:bind_scene03", asker.pk, 600)
+    openid = sandbox_openid("pia")
+    WechatIdentityFactory(user=owner, appid=APPID, openid=openid, kind=WechatIdentity.Kind.OFFICIAL_ACCOUNT)
+    scene = bind_code(asker.pk, "scene03")
     before = list(WechatIdentity.objects.values())
-    answer = oa.post(event_message(OPENID, "subscribe", "qrscene_bind_scene03"))
+    answer = oa.post(event_message(openid, "subscribe", f"qrscene_{scene}"))
     assert answer.reply["Content"] == f"{services.WELCOME}\n\nThis WeChat account is already bound to another user."
     assert list(WechatIdentity.objects.values()) == before
 
 
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_unsubscribe_marks_the_follower_unfollowed(oa, safe):
+@BOTH_MODES
+def test_someone_else_scanning_a_users_code_is_refused_and_the_code_stays_theirs(oa):
+    user = wechat_login(code="pia").user  # pia logged in to the mini-program
+    scene = bind_code(user.pk, "scene04")
+    onlooker = sandbox_openid("mallory")  # mallory, who follows, scans the code on pia's screen
+    follows(onlooker)
+    before = everything()
+    answer = oa.post(event_message(onlooker, "SCAN", scene, Ticket="TICKET"))
+    assert answer.reply["Content"] == CONFLICT
+    assert everything() == before
+    # pia scans it: bound, to pia's WeChat.
+    openid = sandbox_openid("pia")
+    answer = oa.post(event_message(openid, "subscribe", f"qrscene_{scene}", Ticket="TICKET"))
+    assert answer.reply["Content"] == f"{services.WELCOME}\n\n{services.BOUND}"
+    (identity,) = WechatIdentity.objects.filter(appid=APPID)
+    assert (identity.user, identity.openid, identity.unionid) == (user, openid, unionid_for("pia"))
+
+
+@BOTH_MODES
+@pytest.mark.parametrize("fault", ["http_500", "malformed"])
+def test_wechat_failing_to_say_who_scanned_binds_nothing_and_the_code_stays_usable(oa, fault):
+    user = wechat_login(code="pia").user
+    scene = bind_code(user.pk, "scene05")
+    openid = sandbox_openid("pia")
+    follows(openid)
+    before = everything()
+    sandbox = providers.sandbox()
+    sandbox.set_fault("wechat", fault, 1)
+    answer = oa.post(event_message(openid, "SCAN", scene, create_time=1700000000))
+    assert answer.reply["Content"] == services.BIND_RETRY
+    assert sandbox.faults() == {}  # the failure was WeChat's answer to that scan
+    assert everything() == before
+    # Scanned again in a moment (a new event): bound.
+    answer = oa.post(event_message(openid, "SCAN", scene, create_time=1700000001))
+    assert answer.reply["Content"] == services.BOUND
+    assert WechatIdentity.objects.get(appid=APPID, openid=openid).user == user
+
+
+@BOTH_MODES
+def test_unsubscribe_marks_the_follower_unfollowed(oa):
     oa.post(event_message(OPENID, "subscribe", "", create_time=1700000000))
-    answer = oa.post(event_message(OPENID, "unsubscribe", "", create_time=1700000100), safe=safe)
+    answer = oa.post(event_message(OPENID, "unsubscribe", "", create_time=1700000100))
     assert (answer.status, answer.body) == (200, b"success")
     follower = Follower.objects.get()
     assert follower.subscribed is False and follower.unsubscribed_at.timestamp() == 1700000100
     assert follower.subscribed_at.timestamp() == 1700000000
 
 
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_click_answers_the_menu_keys_reply(oa, safe):
+@BOTH_MODES
+def test_click_answers_the_menu_keys_reply(oa):
     # MENU_HELP's reply is seeded with the example menu.json (migration 0002).
     seeded = KeywordReply.objects.get(match="click", keyword="MENU_HELP")
-    answer = oa.post(event_message(OPENID, "CLICK", "MENU_HELP"), safe=safe)
+    answer = oa.post(event_message(OPENID, "CLICK", "MENU_HELP"))
     assert answer.reply["Content"] == seeded.content
     # A key nobody wrote a reply for: nothing to say.
-    assert oa.post(event_message(OPENID, "CLICK", "MENU_NOBODY"), safe=safe).body == b"success"
+    assert oa.post(event_message(OPENID, "CLICK", "MENU_NOBODY")).body == b"success"
 
 
 def test_view_is_success(oa):
@@ -241,21 +329,40 @@ def test_view_is_success(oa):
     assert everything() == before
 
 
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_template_send_job_finish_is_recorded_once(oa, safe):
+@BOTH_MODES
+def test_template_send_job_finish_is_recorded_once(oa):
     event = event_message(
         OPENID, "TEMPLATESENDJOBFINISH", None, create_time=1700000000, MsgID="200163836", Status="failed:user block"
     )
-    assert oa.post(event, safe=safe).body == b"success"
+    assert oa.post(event).body == b"success"
     # WeChat's retry of the same event, and the same MsgID in another event: one row.
-    assert oa.post(event, safe=safe).body == b"success"
+    assert oa.post(event).body == b"success"
     other = event_message(
         OPENID, "TEMPLATESENDJOBFINISH", None, create_time=1700000005, MsgID="200163836", Status="success"
     )
-    assert oa.post(other, safe=safe).body == b"success"
+    assert oa.post(other).body == b"success"
     report = TemplateSendReport.objects.get()
     assert (report.msg_id, report.openid, report.status) == ("200163836", OPENID, "failed:user block")
     assert report.sent_at.timestamp() == 1700000000
+
+
+@BOTH_MODES
+def test_template_reports_of_one_second_with_other_msgids_are_each_recorded(oa, handled):
+    # Two template messages to one follower finished in the same second: the MsgID tells them apart.
+    reports = [
+        event_message(OPENID, "TEMPLATESENDJOBFINISH", None, create_time=1700000000, MsgID=msg_id, Status=status)
+        for msg_id, status in (("200163836", "success"), ("200163837", "failed:user block"))
+    ]
+    answers = [oa.post(report) for report in reports]
+    assert [(a.status, a.body) for a in answers] == [(200, b"success")] * 2
+    assert handled == ["TEMPLATESENDJOBFINISH"] * 2
+    assert sorted(TemplateSendReport.objects.values_list("msg_id", "openid", "status")) == [
+        ("200163836", OPENID, "success"),
+        ("200163837", OPENID, "failed:user block"),
+    ]
+    # Each one's retry is still the one report.
+    assert oa.post(reports[1]).body == b"success"
+    assert handled == ["TEMPLATESENDJOBFINISH"] * 2 and TemplateSendReport.objects.count() == 2
 
 
 @pytest.mark.parametrize(
@@ -291,16 +398,17 @@ NESTED_EVENTS = {
 
 
 @pytest.mark.parametrize("event", sorted(NESTED_EVENTS))
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_signed_events_with_nested_elements_are_success_not_an_error(oa, event, safe):
+@BOTH_MODES
+def test_signed_events_with_nested_elements_are_success_not_an_error(oa, event):
     # WeChat retries anything but an answer: these must not be refused as malformed.
     xml = event_message(OPENID, event, "KEY").replace("</xml>", NESTED_EVENTS[event] + "</xml>")
     before = everything()
-    answer = oa.post(xml, safe=safe)
+    answer = oa.post(xml)
     assert (answer.status, answer.body) == (200, b"success")
     assert everything() == before
 
 
+@SAFE_MODE
 def test_wechatpy_as_wechat_encrypts_and_reads_our_reply(oa):
     """wechatpy plays WeChat end to end: its ciphertext accepted, our encrypted reply decrypted and parsed."""
     KeywordReply.objects.create(keyword="你好", content="你好！Welcome.")
@@ -333,10 +441,17 @@ def test_wechatpy_as_wechat_encrypts_and_reads_our_reply(oa):
 SUBSCRIBE = event_message(OPENID, "subscribe", "", create_time=1700000000)
 
 
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
+def signed(oa: Wechat, xml: str, timestamp: str | None = None) -> tuple[dict[str, str], str]:
+    """(the query, the body) of `xml` as WeChat posts it to the account (encrypted in safe mode), its URL signed
+    at `timestamp` (now by default)."""
+    query = oa.query(timestamp=timestamp)
+    return oa.encrypted(xml, query=query) if oa.safe else (query, xml)
+
+
+@BOTH_MODES
 @pytest.mark.parametrize("change", [{"signature": "0" * 40}, {"signature": None}, {"timestamp": "2"}])
-def test_post_with_a_bad_plain_signature_is_403(oa, safe, change):
-    query, body = oa.encrypted(SUBSCRIBE) if safe else (oa.query(), SUBSCRIBE)
+def test_post_with_a_bad_plain_signature_is_403(oa, change):
+    query, body = signed(oa, SUBSCRIBE)
     query = {k: v for k, v in {**query, **change}.items() if v is not None}
     before = everything()
     response = oa.raw_post(query, body)
@@ -344,6 +459,68 @@ def test_post_with_a_bad_plain_signature_is_403(oa, safe, change):
     assert everything() == before
 
 
+@BOTH_MODES
+@pytest.mark.parametrize("age", [310, 3600, 400 * 86400, -310, -86400], ids=["old", "hour", "year", "future", "day"])
+def test_a_post_signed_more_than_5_minutes_from_now_is_403(oa, age):
+    # The plain signature covers the URL's timestamp only: an old one, replayed, is refused.
+    query, body = signed(oa, SUBSCRIBE, str(int(time.time()) - age))
+    before = everything()
+    response = oa.raw_post(query, body)
+    assert (response.status_code, response.content) == (403, b"timestamp is not within 5 minutes of now")
+    assert everything() == before
+
+
+@BOTH_MODES
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        "",
+        "soon",
+        "1.7e9",
+        "0x6553f100",
+        "1700000000 OR 1",
+        "9" * 400,  # too large for a float
+    ],
+    ids=["empty", "word", "float", "hex", "trailing", "huge"],
+)
+def test_a_post_whose_timestamp_is_no_number_is_403(oa, timestamp):
+    query, body = signed(oa, SUBSCRIBE, timestamp)
+    before = everything()
+    response = oa.raw_post(query, body)
+    assert (response.status_code, response.content) == (403, b"timestamp is not within 5 minutes of now")
+    assert everything() == before
+
+
+@BOTH_MODES
+@pytest.mark.parametrize("age", [290, -290], ids=["before", "after"])
+def test_a_post_signed_within_5_minutes_of_now_is_taken(oa, age):
+    query, body = signed(oa, SUBSCRIBE, str(int(time.time()) - age))
+    answer = oa.read(oa.raw_post(query, body))
+    assert answer.reply["Content"] == services.WELCOME
+    assert Follower.objects.get().subscribed
+
+
+@SAFE_MODE
+@pytest.mark.parametrize("encrypt_type", [None, "raw", "RAW", "none"])
+@pytest.mark.parametrize(
+    ("xml", "reply"),
+    [(SUBSCRIBE, services.WELCOME), (text_message(OPENID, "hours"), "We are open 9:00-18:00.")],
+    ids=["subscribe", "text"],
+)
+def test_a_plaintext_post_to_a_safe_mode_account_is_403(oa, encrypt_type, xml, reply):
+    # WeChat encrypts everything to an account with an EncodingAESKey: a plaintext body, whose signature
+    # covers none of it, is not WeChat's.
+    KeywordReply.objects.create(keyword="hours", content="We are open 9:00-18:00.")
+    query = oa.query(**({"encrypt_type": encrypt_type} if encrypt_type else {}))
+    before = everything()
+    response = oa.raw_post(query, xml)
+    assert (response.status_code, response.content) == (403, b"this account takes safe-mode messages only")
+    assert everything() == before
+    # The same message as WeChat sends it, encrypted: answered.
+    assert oa.post(xml).reply["Content"] == reply
+
+
+@SAFE_MODE
 def test_safe_mode_never_takes_the_plain_signature_for_the_ciphertext(oa):
     query, body = oa.encrypted(SUBSCRIBE)
     before = everything()
@@ -355,6 +532,7 @@ def test_safe_mode_never_takes_the_plain_signature_for_the_ciphertext(oa):
     assert everything() == before
 
 
+@SAFE_MODE
 def test_safe_mode_with_a_tampered_ciphertext_is_403(oa):
     query, body = oa.encrypted(SUBSCRIBE)
     start = body.index("<![CDATA[", body.index("<Encrypt>")) + 9
@@ -364,6 +542,7 @@ def test_safe_mode_with_a_tampered_ciphertext_is_403(oa):
     assert everything() == before
 
 
+@SAFE_MODE
 def test_another_appid_inside_the_ciphertext_is_400(oa):
     query, body = oa.encrypted(SUBSCRIBE, appid="wxsomeoneelse00001")
     before = everything()
@@ -382,6 +561,7 @@ def _signed_ciphertext(query: dict[str, str], plain: bytes) -> tuple[dict[str, s
     return {**query, "encrypt_type": "aes", "msg_signature": msg_signature}, body
 
 
+@SAFE_MODE
 @pytest.mark.parametrize("last_byte", [0, 33, 255])
 def test_bad_padding_is_400(oa, last_byte):
     # Signed correctly (whoever holds the token), but its padding is no PKCS#7 to 32 bytes.
@@ -394,16 +574,15 @@ def test_bad_padding_is_400(oa, last_byte):
     assert everything() == before
 
 
-def test_safe_mode_without_an_aes_key_is_403(oa, settings):
-    query, body = oa.encrypted(SUBSCRIBE)
-    settings.WECHAT_OA_AES_KEY = ""
-    providers.reset()
+def test_safe_mode_without_an_aes_key_is_403(oa):
+    query, body = oa.encrypted(SUBSCRIBE)  # to the plain-mode account: it has no key to decrypt with
     before = everything()
     response = oa.raw_post(query, body)
     assert (response.status_code, response.content) == (403, b"safe mode is not configured here")
     assert everything() == before
 
 
+@SAFE_MODE
 def test_safe_mode_envelope_without_encrypt_is_400(oa):
     query, _ = oa.encrypted(SUBSCRIBE)
     assert oa.raw_post(query, SUBSCRIBE).content == b"Encrypt missing"
@@ -425,13 +604,10 @@ LAUGHS = (
 @pytest.mark.parametrize(
     "xml", [XXE, LAUGHS, "<!DOCTYPE xml><xml><MsgType>text</MsgType></xml>"], ids=["xxe", "laughs", "bare"]
 )
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_xml_with_a_doctype_is_400(oa, xml, safe):
+@BOTH_MODES
+def test_xml_with_a_doctype_is_400(oa, xml):
     before = everything()
-    if safe:  # inside the (correctly encrypted and signed) ciphertext
-        query, body = oa.encrypted(xml)
-    else:
-        query, body = oa.query(), xml
+    query, body = signed(oa, xml)  # in safe mode inside the (correctly encrypted and signed) ciphertext
     response = oa.raw_post(query, body)
     assert (response.status_code, response.content) == (400, b"not a WeChat message")
     assert b"root:" not in response.content
@@ -473,25 +649,24 @@ def handled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_a_retried_message_gets_the_same_reply_and_runs_once(
-    oa, handled, enqueued, safe, django_capture_on_commit_callbacks
-):
+@BOTH_MODES
+def test_a_retried_message_gets_the_same_reply_and_runs_once(oa, handled, enqueued, django_capture_on_commit_callbacks):
     user = UserFactory()
-    cache.set("oa:bind:bind_retry", user.pk, 600)
-    event = event_message(OPENID, "subscribe", "qrscene_bind_retry", create_time=1700000000)
+    scene = bind_code(user.pk, "retry")
+    openid = sandbox_openid("pia")
+    event = event_message(openid, "subscribe", f"qrscene_{scene}", create_time=1700000000)
     query = oa.query()
     with django_capture_on_commit_callbacks(execute=True):
-        first = oa.post(event, safe=safe, query=query)
+        first = oa.post(event, query=query)
         time.sleep(1.1)  # a later reply would carry another CreateTime
         # WeChat's 3 retries: the same message, each with a fresh timestamp and nonce in the URL.
-        retries = [oa.post(event, safe=safe) for _ in range(3)]
+        retries = [oa.post(event) for _ in range(3)]
     assert first.reply["Content"].endswith(services.BOUND)
     assert [r.reply_xml for r in retries] == [first.reply_xml] * 3
-    if safe:  # encrypted afresh each time: other bytes, the same reply inside
+    if oa.safe:  # encrypted afresh each time: other bytes, the same reply inside
         assert len({first.body, *(r.body for r in retries)}) == 4
     assert handled == ["subscribe"]
-    assert enqueued == [(APPID, OPENID)]
+    assert enqueued == [(APPID, openid)]
     assert Follower.objects.count() == 1 and WechatIdentity.objects.filter(user=user).count() == 1
 
 
@@ -546,10 +721,11 @@ def test_an_unexpected_error_is_503_and_the_retry_handles_the_message(oa, monkey
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_identical_copies_at_once_run_once_and_get_one_reply(oa, monkeypatch, safe):
+@BOTH_MODES
+def test_identical_copies_at_once_run_once_and_get_one_reply(oa, monkeypatch):
     user = UserFactory()
-    cache.set("oa:bind:bind_race", user.pk, 600)
+    scene = bind_code(user.pk, "race")
+    openid = sandbox_openid("pia")
     calls: list[int] = []
     real = services.route
 
@@ -561,7 +737,7 @@ def test_identical_copies_at_once_run_once_and_get_one_reply(oa, monkeypatch, sa
     monkeypatch.setattr(services, "route", slow)
     sent: list[Any] = []
     monkeypatch.setattr(tasks.fetch_follower_info, "delay", lambda *args: sent.append(args))
-    event = event_message(OPENID, "subscribe", "qrscene_bind_race", create_time=1700000000)
+    event = event_message(openid, "subscribe", f"qrscene_{scene}", create_time=1700000000)
     n = 6
     barrier = threading.Barrier(n)
     answers: list[Any] = []
@@ -569,9 +745,9 @@ def test_identical_copies_at_once_run_once_and_get_one_reply(oa, monkeypatch, sa
 
     def send() -> None:
         try:
-            wechat = Wechat(client=Client())
+            wechat = Wechat(client=Client(), safe=oa.safe)
             barrier.wait(timeout=10)
-            answers.append(wechat.post(event, safe=safe))
+            answers.append(wechat.post(event))
         except BaseException as exc:  # noqa: BLE001 (reported below)
             errors.append(exc)
         finally:
@@ -588,19 +764,19 @@ def test_identical_copies_at_once_run_once_and_get_one_reply(oa, monkeypatch, sa
     assert {a.reply_xml for a in answers} == {answers[0].reply_xml}
     assert answers[0].reply["Content"] == f"{services.WELCOME}\n\n{services.BOUND}"
     assert Follower.objects.count() == 1
-    assert list(WechatIdentity.objects.filter(appid=APPID).values_list("user_id", "openid")) == [(user.pk, OPENID)]
-    assert sent == [(APPID, OPENID)]
+    assert list(WechatIdentity.objects.filter(appid=APPID).values_list("user_id", "openid")) == [(user.pk, openid)]
+    assert sent == [(APPID, openid)]
 
 
 # --- what one message costs -----------------------------------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)  # as in production: no test transaction around the view
-@pytest.mark.parametrize("safe", [False, True], ids=["plain", "safe"])
-def test_one_text_message_is_one_query(oa, django_assert_num_queries, safe):
+@BOTH_MODES
+def test_one_text_message_is_one_query(oa, django_assert_num_queries):
     KeywordReply.objects.create(keyword="hours", content="9-18")
     KeywordReply.objects.create(keyword="our", match="contains", content="contains")
-    query, body = oa.encrypted(text_message(OPENID, "hours")) if safe else (oa.query(), text_message(OPENID, "hours"))
+    query, body = signed(oa, text_message(OPENID, "hours"))
     with django_assert_num_queries(1):
         response = oa.raw_post(query, body)
-    assert oa.read(response, safe=safe).reply["Content"] == "9-18"
+    assert oa.read(response).reply["Content"] == "9-18"
