@@ -28,6 +28,7 @@ from providers.sandbox.wechatpay import SandboxMerchant, WechatPaySimulator, mer
 from providers.wechat.api import DEFAULT_BASE_URL, WechatAppConfig, WechatClient
 from providers.wechat.messages import MessageCrypto
 from providers.wechat.official_account import OfficialAccountClient, OfficialAccountConfig
+from providers.wechat.push import PushClient
 from providers.wechat.token import MemoryTokenStore, RedisTokenStore, TokenStore
 from providers.wechatpay.keys import certificate_serial, pem_text, public_key_pem
 from providers.wechatpay.types import BASE_URL as WECHATPAY_BASE_URL
@@ -346,6 +347,25 @@ def official_account() -> OfficialAccountClient:
 
 
 @functools.cache
+def push_client(app: str) -> PushClient:
+    """The sender of pushes of "miniprogram" (subscribe messages) or "official_account" (template and
+    customer-service messages): the app's WechatClient, its access token shared with every other client."""
+    if app == "miniprogram":
+        return PushClient(wechat_miniprogram())
+    if app != "official_account":
+        raise ValueError(f"no push client for {app!r}")
+    config = WechatAppConfig(
+        appid=settings.WECHAT_OA_APPID,
+        secret=settings.WECHAT_OA_SECRET,
+        base_url=settings.WECHAT_API_BASE_URL,
+        use_stable_token=settings.WECHAT_USE_STABLE_TOKEN,
+    )
+    http = http_config()
+    session = make_session(http, _sandbox_mounts({DEFAULT_BASE_URL: "wechat"}))
+    return PushClient(WechatClient(config, session, http, token_store()))
+
+
+@functools.cache
 def message_crypto() -> MessageCrypto | None:
     """Safe-mode messages of the server URL; None without an EncodingAESKey (plain mode only)."""
     if not settings.WECHAT_OA_AES_KEY:
@@ -365,5 +385,6 @@ def reset() -> None:
         alipay,
         official_account,
         message_crypto,
+        push_client,
     ):
         built.cache_clear()

@@ -192,6 +192,8 @@ CELERY_TIMEZONE = "UTC"
 # Recovers notifies missed while we were down (run `celery -A config beat`).
 CELERY_BEAT_SCHEDULE = {
     "reconcile-orders": {"task": "payments.reconcile_orders", "schedule": env.int("RECONCILE_EVERY", default=120)},
+    # Resumes pushes paused at the daily quota, and marks deliveries of dead workers UNKNOWN.
+    "push-housekeeping": {"task": "notifications.housekeeping", "schedule": 60},
 }
 
 # --- auth: JWT ----------------------------------------------------------------
@@ -321,6 +323,8 @@ if SANDBOX and not WECHAT_OA_SECRET:
     WECHAT_OA_SECRET = "sandbox-oa-secret-0123456789abcd"
     WECHAT_OA_TOKEN = WECHAT_OA_TOKEN or "sandboxtoken"
     WECHAT_OA_AES_KEY = WECHAT_OA_AES_KEY or "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+if WECHAT_OA_AES_KEY and len(WECHAT_OA_AES_KEY) != 43:
+    raise ImproperlyConfigured("WECHAT_OA_AES_KEY is the EncodingAESKey: 43 characters, as the MP console shows it.")
 # Hosts an OAuth redirectUri and a jssdkConfig url may name: the CORS origins' hosts by default, and in
 # sandbox mode this server's.
 _OWN_HOSTS = [urlsplit(origin).netloc for origin in CORS_ALLOWED_ORIGINS] + (
@@ -355,6 +359,34 @@ ALIPAY_RETURN_HOSTS = env.list(
     "ALIPAY_RETURN_HOSTS",
     default=_OWN_HOSTS,
 )
+
+# --- pushes (notifications) ---
+# Sends per second across every worker (a counter per second in the shared cache); 0: no limit.
+PUSH_RATE_PER_SECOND = env.int("PUSH_RATE_PER_SECOND", default=20)
+# Deliveries per Celery task of a batch's fan-out.
+PUSH_CHUNK_SIZE = env.int("PUSH_CHUNK_SIZE", default=200)
+# Seconds a claimed delivery may stay SENDING before it is taken for a dead worker's (UNKNOWN, never resent).
+PUSH_CLAIM_TIMEOUT = env.int("PUSH_CLAIM_TIMEOUT", default=300)
+# Sends of one delivery (busy, per-minute limit, timeouts) before it is FAILED; retries back off from
+# PUSH_RETRY_BACKOFF seconds, doubling.
+PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=3)
+PUSH_RETRY_BACKOFF = env.int("PUSH_RETRY_BACKOFF", default=10)
+# Identical bad-data or bad-template answers (47003, 40037) after which a batch stops.
+PUSH_STOP_AFTER = env.int("PUSH_STOP_AFTER", default=3)
+# Seconds a batch pauses at the daily quota (45009); 0: until the next midnight, Asia/Shanghai.
+PUSH_QUOTA_PAUSE_SECONDS = env.int("PUSH_QUOTA_PAUSE_SECONDS", default=0)
+# A message to the payer of each paid order: TEMPLATE (official account), SUBSCRIBE (mini-program) or empty
+# (off); its template, the template's fields filled from the order (field=amount|product|out_trade_no|paid_at),
+# and the mini-program page it opens.
+PUSH_ON_PAID_CHANNEL = env.str("PUSH_ON_PAID_CHANNEL", default="").upper()
+PUSH_ON_PAID_TEMPLATE = env.str("PUSH_ON_PAID_TEMPLATE", default="")
+PUSH_ON_PAID_FIELDS = env.dict(
+    "PUSH_ON_PAID_FIELDS",
+    default={"amount1": "amount", "thing2": "product", "character_string3": "out_trade_no", "time4": "paid_at"},
+)
+PUSH_ON_PAID_PAGE = env.str("PUSH_ON_PAID_PAGE", default="")
+if PUSH_ON_PAID_CHANNEL not in ("", "TEMPLATE", "SUBSCRIBE"):
+    raise ImproperlyConfigured("PUSH_ON_PAID_CHANNEL: TEMPLATE, SUBSCRIBE or empty.")
 
 # Mounts /bench/bare, the baseline view of bench/ (off unless asked for).
 BENCH_ENDPOINTS = env.bool("BENCH_ENDPOINTS", default=False)

@@ -25,6 +25,7 @@ from accounts.models import User, WechatIdentity
 from accounts.services import BIND_QR_SECONDS, BIND_SCENE_PREFIX, bind_official_account_openid, bind_scene_key
 from config import providers
 from core.errors import AppError
+from notifications.services import record_template_report
 from officialaccount.models import REPLIES_KEY, Follower, KeywordReply, TemplateSendReport
 from providers.http import ProviderError, ProviderUnavailable
 from providers.wechat.messages import image_reply, news_reply, text_reply
@@ -245,6 +246,8 @@ def _template_send_finished(appid: str, message: Message) -> str:
         ],
         ignore_conflicts=True,
     )
+    # The push delivery that got this msgid keeps WeChat's word on it (a retry writes the same).
+    record_template_report(openid=message.get("FromUserName", "")[:64], msg_id=msg_id, status=message.get("Status", ""))
     return SUCCESS
 
 

@@ -20,10 +20,10 @@ from accounts.models import User
 from config import providers
 from core.errors import AppError, ErrorCode
 from core.urls import on_allowed_host
+from notifications.services import order_paid
 from payments import gateways
 from payments.models import Order, PaymentEvent, Product, Refund
 from payments.selectors import IN_FLIGHT_REFUNDS, order_for, refundable_amount
-from payments.signals import order_paid
 from providers.compare import constant_time_equal
 from providers.http import ProviderError, ProviderUnavailable
 from providers.trades import RefundState, Trade
@@ -456,7 +456,8 @@ def _apply_trade(trade: Trade, source: str) -> Outcome:
             order.paid_at = trade.success_time or timezone.now()
             order.payer_openid = trade.payer_openid or order.payer_openid
             fields, outcome = ["status", "transaction_id", "paid_at", "payer_openid"], Outcome.APPLIED
-            transaction.on_commit(lambda: order_paid.send_robust(sender=Order, order_id=order.pk))
+            # After the commit, once (only this transition gets here): a broker outage is logged, the payment stands.
+            transaction.on_commit(lambda: order_paid(order.pk), robust=True)
         else:
             fields, outcome = [], Outcome.CONFLICT
     elif trade.state in ("CLOSED", "REVOKED"):

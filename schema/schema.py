@@ -3,14 +3,15 @@
 import graphene
 
 import accounts.schema
+import notifications.schema
 import payments.schema
 
 
-class Query(accounts.schema.Query, payments.schema.Query, graphene.ObjectType):
+class Query(accounts.schema.Query, payments.schema.Query, notifications.schema.Query, graphene.ObjectType):
     pass
 
 
-class Mutation(accounts.schema.Mutation, payments.schema.Mutation, graphene.ObjectType):
+class Mutation(accounts.schema.Mutation, payments.schema.Mutation, notifications.schema.Mutation, graphene.ObjectType):
     pass
 
 

@@ -21,6 +21,7 @@ from hypothesis import given
 
 from accounts.models import RefreshToken, User, WechatIdentity
 from core.errors import ErrorCode
+from notifications.models import PushBatch, PushDelivery, Subscription
 from payments.models import Order, PaymentEvent, Product, Refund
 from tests.factories import OrderFactory, ProductFactory, StaffFactory
 from tests.helpers import fuzz_settings
@@ -32,7 +33,18 @@ CODES = {code.value for code in ErrorCode} - {"INTERNAL"}
 
 
 def _database() -> list[Any]:
-    models = (User, WechatIdentity, RefreshToken, Product, Order, Refund, PaymentEvent)
+    models = (
+        User,
+        WechatIdentity,
+        RefreshToken,
+        Product,
+        Order,
+        Refund,
+        PaymentEvent,
+        PushBatch,
+        PushDelivery,
+        Subscription,
+    )
     return [list(model.objects.order_by("pk").values()) for model in models]
 
 

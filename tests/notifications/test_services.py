@@ -1,0 +1,238 @@
+"""Sending pushes: claim before the call, at most once, stops, pauses, retries, subscriptions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from notifications import services
+from notifications.models import PushBatch, PushDelivery, Subscription
+from providers.wechat.push import PushOutcome, SendResult
+from tests.factories import UserFactory
+from tests.notifications.conftest import mp_user, oa_user
+
+DATA = {"thing1": "New arrivals", "time2": "2026-11-30 12:00"}
+
+
+def template_push(users: list[Any], **extra: Any) -> PushBatch:
+    return services.create_batch(
+        created_by=None,
+        channel="TEMPLATE",
+        template_id="tpl-news",
+        data=DATA,
+        user_ids=[user.pk for user in users],
+        **extra,
+    )
+
+
+def sent_now(django_capture_on_commit_callbacks: Any, make: Any) -> PushBatch:
+    """Creates a batch and runs what its commit starts (the fan-out, inline)."""
+    with django_capture_on_commit_callbacks(execute=True):
+        batch = make()
+    batch.refresh_from_db()
+    return batch  # type: ignore[no-any-return]
+
+
+def test_a_template_push_sends_to_bound_users_and_skips_the_unbound(db, wechat, django_capture_on_commit_callbacks):
+    users = [oa_user("ann"), oa_user("bob"), UserFactory(username="carl")]
+    batch = sent_now(django_capture_on_commit_callbacks, lambda: template_push(users))
+    assert (batch.status, batch.total, batch.sent, batch.skipped, batch.pending) == ("DONE", 3, 2, 1, 0)
+    assert sorted(wechat.openids()) == ["ann-oa", "bob-oa"]
+    assert wechat.calls[0][2] == {"template_id": "tpl-news", "data": DATA, "url": "", "miniprogram": None}
+    carl = PushDelivery.objects.get(batch=batch, user=users[2])
+    assert (carl.status, carl.errmsg) == ("SKIPPED", "no official-account openid")
+    ann = PushDelivery.objects.get(batch=batch, user=users[0])
+    assert ann.status == "SENT" and ann.msgid and ann.sent_at and ann.attempts == 1
+
+
+def test_refusals_are_skipped_with_wechats_answer(db, wechat, django_capture_on_commit_callbacks):
+    wechat.answer = lambda openid, n: (
+        SendResult(PushOutcome.SKIPPED, errcode=43101, errmsg="user refuse to accept the msg")
+        if openid.startswith("refuse")
+        else SendResult(PushOutcome.SENT, msgid=str(n))
+    )
+    users = [oa_user("ann"), oa_user("refuse1"), oa_user("bob")]
+    batch = sent_now(django_capture_on_commit_callbacks, lambda: template_push(users))
+    assert (batch.status, batch.sent, batch.skipped) == ("DONE", 2, 1)
+    refused = PushDelivery.objects.get(batch=batch, status="SKIPPED")
+    assert (refused.errcode, refused.attempts) == (43101, 1)
+
+
+def test_bad_template_data_stops_the_batch_early_naming_the_field(
+    db, wechat, settings, django_capture_on_commit_callbacks
+):
+    settings.PUSH_STOP_AFTER = 3
+    wechat.answer = lambda openid, n: SendResult(
+        PushOutcome.STOP, errcode=47003, errmsg="argument invalid! data.thing1.value exceeds limit", field="thing1"
+    )
+    users = [oa_user(f"u{i}") for i in range(10)]
+    batch = sent_now(django_capture_on_commit_callbacks, lambda: template_push(users))
+    assert len(wechat.calls) == 3
+    assert (batch.status, batch.failed, batch.skipped, batch.sent, batch.pending) == ("STOPPED", 3, 7, 0, 0)
+    assert "thing1" in batch.stop_reason and "47003" in batch.stop_reason
+    assert PushDelivery.objects.filter(batch=batch, status="PENDING").count() == 0
+
+
+def test_the_daily_quota_pauses_the_batch_until_the_reset_then_it_resumes(
+    db, wechat, settings, django_capture_on_commit_callbacks
+):
+    settings.PUSH_QUOTA_PAUSE_SECONDS = 600
+    wechat.answer = lambda openid, n: (
+        SendResult(PushOutcome.QUOTA, errcode=45009, errmsg="reach max api daily quota limit")
+        if n == 3
+        else SendResult(PushOutcome.SENT, msgid=str(n))
+    )
+    users = [oa_user(f"u{i}") for i in range(6)]
+    batch = sent_now(django_capture_on_commit_callbacks, lambda: template_push(users))
+    assert (batch.status, batch.sent, batch.pending) == ("PAUSED", 2, 4)
+    assert batch.paused_until > timezone.now() + dt.timedelta(seconds=590)
+    assert services.resume_due() == 0  # not yet
+    PushBatch.objects.filter(pk=batch.pk).update(paused_until=timezone.now() - dt.timedelta(seconds=1))
+    assert services.resume_due() == 1
+    batch.refresh_from_db()
+    assert (batch.status, batch.sent, batch.pending) == ("DONE", 6, 0)
+    sent_to = [openid for openid in wechat.openids()]
+    assert sorted(set(sent_to)) == sorted(f"u{i}-oa" for i in range(6))
+    assert len(sent_to) == 7  # the one refused by the quota went again, nothing else twice
+    assert PushDelivery.objects.filter(batch=batch, status="SENT").count() == 6
+
+
+def test_the_quota_resets_at_midnight_in_shanghai(settings):
+    settings.PUSH_QUOTA_PAUSE_SECONDS = 0
+    # 17:00 UTC is 01:00 the next day in Shanghai: the reset is the midnight after that.
+    now = dt.datetime(2026, 11, 30, 17, 0, tzinfo=dt.UTC)
+    assert services.quota_resets_at(now) == dt.datetime(2026, 12, 1, 16, 1, tzinfo=dt.UTC)
+
+
+def test_busy_answers_are_retried_with_backoff_then_failed(db, wechat, settings, django_capture_on_commit_callbacks):
+    settings.PUSH_MAX_ATTEMPTS = 3
+    wechat.answer = lambda openid, n: (
+        SendResult(PushOutcome.RETRY, errcode=-1, errmsg="system error")
+        if openid == "never-oa" or n == 1
+        else SendResult(PushOutcome.SENT, msgid=str(n))
+    )
+    users = [oa_user("ann"), oa_user("never")]
+    batch = sent_now(django_capture_on_commit_callbacks, lambda: template_push(users))
+    assert (batch.status, batch.sent, batch.failed) == ("DONE", 1, 1)
+    ann, never = PushDelivery.objects.filter(batch=batch).order_by("user__username")
+    assert (ann.status, ann.attempts) == ("SENT", 2)
+    assert (never.status, never.attempts, never.errcode) == ("FAILED", 3, -1)
+
+
+def test_a_worker_dying_after_the_claim_leaves_its_delivery_unknown_never_resent(
+    db, wechat, settings, django_capture_on_commit_callbacks
+):
+    users = [oa_user(f"u{i}") for i in range(5)]
+    batch = template_push(users)  # not committed yet: nothing sent
+    dead = PushDelivery.objects.filter(batch=batch).order_by("pk")[1]
+    assert services.claim(dead.pk)  # the dead worker's claim, never marked
+    services.fan_out(batch.pk)
+    batch.refresh_from_db()
+    assert (batch.sent, batch.pending, batch.status) == (4, 1, "RUNNING")
+    assert services.mark_stale_unknown() == 0  # within the timeout it may still be sending
+    settings.PUSH_CLAIM_TIMEOUT = 0
+    assert services.mark_stale_unknown() == 1
+    services.fan_out(batch.pk)  # a restarted worker resends nothing
+    batch.refresh_from_db()
+    assert (batch.status, batch.sent, batch.unknown, batch.pending) == ("DONE", 4, 1, 0)
+    assert "u1-oa" not in wechat.openids() and len(wechat.calls) == 4
+    assert PushDelivery.objects.get(pk=dead.pk).status == "UNKNOWN"
+
+
+def test_a_rerun_of_a_chunk_sends_nothing_twice(db, wechat):
+    batch = template_push([oa_user("ann"), oa_user("bob")])
+    ids = list(PushDelivery.objects.filter(batch=batch).values_list("pk", flat=True))
+    services.send_chunk(batch.pk, ids)
+    services.send_chunk(batch.pk, ids)
+    assert len(wechat.calls) == 2
+
+
+def subscribe_push(user: Any) -> PushBatch:
+    return services.create_batch(
+        created_by=None, channel="SUBSCRIBE", template_id="tpl-ship", data={"thing1": "Shipped"}, user_ids=[user.pk]
+    )
+
+
+def test_one_subscription_sends_one_subscribe_message(db, wechat, django_capture_on_commit_callbacks):
+    user = mp_user("mia")
+    services.record_subscription(user=user, results={"tpl-ship": "accept"})
+    first = sent_now(django_capture_on_commit_callbacks, lambda: subscribe_push(user))
+    second = sent_now(django_capture_on_commit_callbacks, lambda: subscribe_push(user))
+    assert (first.sent, first.skipped) == (1, 0)
+    assert (second.sent, second.skipped) == (0, 1)
+    assert wechat.openids() == ["mia-mp"]
+    assert PushDelivery.objects.get(batch=second).errcode == 43101
+    assert Subscription.objects.get(user=user).remaining == 0
+
+
+def test_subscriptions_count_accepts_and_keep_the_last_answer(db):
+    user = mp_user("mia")
+    services.record_subscription(user=user, results={"a": "accept", "b": "reject"})
+    services.record_subscription(user=user, results={"a": "accept", "b": "ban"})
+    rows = {s.template_id: (s.status, s.remaining) for s in Subscription.objects.filter(user=user)}
+    assert rows == {"a": ("accept", 2), "b": ("ban", 0)}
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a": "maybe"}', "[1]", "not json", '{"errMsg": "requestSubscribeMessage:ok"}', '{"": "accept"}'],
+)
+def test_bad_subscription_results_are_refused(text):
+    with pytest.raises(services.AppError) as refused:
+        services.parse_subscription_results(text)
+    assert refused.value.code == "BAD_USER_INPUT"
+
+
+def test_cancel_skips_what_is_not_sent(db, wechat):
+    batch = template_push([oa_user("ann"), oa_user("bob")])
+    cancelled = services.cancel_batch(batch_id=batch.pk)
+    assert (cancelled.status, cancelled.skipped, cancelled.pending) == ("CANCELLED", 2, 0)
+    services.fan_out(batch.pk)
+    assert wechat.calls == []
+    with pytest.raises(services.AppError):
+        services.cancel_batch(batch_id=batch.pk)
+
+
+def test_retrying_failed_deliveries_never_resends_unknown_ones(db, wechat, settings):
+    batch = template_push([oa_user("ann"), oa_user("bob")])
+    failed, unknown = PushDelivery.objects.filter(batch=batch).order_by("pk")
+    PushDelivery.objects.filter(pk=failed.pk).update(status="FAILED", errcode=-1)
+    PushDelivery.objects.filter(pk=unknown.pk).update(status="UNKNOWN")
+    PushBatch.objects.filter(pk=batch.pk).update(status="DONE", failed=1, unknown=1, pending=0)
+    assert services.retry_failed([failed.pk, unknown.pk]) == 1
+    services.fan_out(batch.pk)
+    batch.refresh_from_db()
+    assert wechat.openids() == ["ann-oa"]
+    assert (batch.status, batch.sent, batch.failed, batch.unknown) == ("DONE", 1, 0, 1)
+
+
+def test_the_claim_and_mark_path_is_pinned(db, wechat, django_assert_num_queries):
+    batch = template_push([oa_user("ann")])
+    delivery = PushDelivery.objects.get(batch=batch)
+    # claim (UPDATE), read with the batch (SELECT), then the mark and the counts in one transaction
+    with django_assert_num_queries(6) as captured:
+        services.send_delivery(delivery.pk)
+    verbs = [query["sql"].split()[0] for query in captured.captured_queries]
+    assert verbs == ["UPDATE", "SELECT", "SAVEPOINT", "UPDATE", "UPDATE", "RELEASE"]
+    # a delivery someone else claimed costs one statement
+    with django_assert_num_queries(1):
+        services.send_delivery(delivery.pk)
+
+
+def test_the_send_rate_is_shared_per_second(settings, monkeypatch):
+    settings.PUSH_RATE_PER_SECOND = 3
+    clock = {"now": 1000.25}
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock["now"] += seconds
+
+    monkeypatch.setattr(services.time, "time", lambda: clock["now"])
+    monkeypatch.setattr(services.time, "sleep", sleep)
+    for _ in range(7):
+        services.wait_for_send_slot()
+    assert slept == [pytest.approx(0.75), pytest.approx(1.0)]  # 3 in second 1000, 3 in 1001, 1 in 1002
