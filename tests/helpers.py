@@ -1,13 +1,17 @@
-"""What many test modules share that is not a fixture: the GraphQL client, its documents, error codes."""
+"""What many test modules share that is not a fixture: the GraphQL client, its documents, error codes,
+threads released at once."""
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
+from django.db import connection
 from django.test import Client
 
 LOGIN = """
@@ -102,3 +106,27 @@ def fuzz_settings(default_examples: int) -> Any:
         derandomize=not os.environ.get("FUZZ_RANDOM"),
         suppress_health_check=list(HealthCheck),
     )
+
+
+def run_together(target: Callable[[], Any], n: int, timeout: float = 60) -> list[Any]:
+    """Runs `target` in n threads released at once; the results (or the exceptions) in thread order. Each
+    thread closes its own database connection, so a test sees n real connections race."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait(timeout=timeout)
+            results[i] = target()
+        except Exception as exc:  # noqa: BLE001 (returned for the test to assert on)
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    return results

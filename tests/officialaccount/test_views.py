@@ -15,7 +15,6 @@ import wechatpy
 import xmltodict
 from Crypto.Cipher import AES
 from django.core.cache import cache
-from django.db import connection
 from django.test import Client
 
 from accounts.models import WechatIdentity
@@ -26,6 +25,7 @@ from officialaccount.models import Follower, KeywordReply, TemplateSendReport
 from providers.sandbox.wechat import unionid_for
 from providers.wechat.messages import parse_message
 from tests.factories import UserFactory, WechatIdentityFactory
+from tests.helpers import run_together
 from tests.officialaccount.conftest import (
     ACCOUNT,
     AES_KEY,
@@ -739,26 +739,8 @@ def test_identical_copies_at_once_run_once_and_get_one_reply(oa, monkeypatch):
     monkeypatch.setattr(tasks.fetch_follower_info, "delay", lambda *args: sent.append(args))
     event = event_message(openid, "subscribe", f"qrscene_{scene}", create_time=1700000000)
     n = 6
-    barrier = threading.Barrier(n)
-    answers: list[Any] = []
-    errors: list[BaseException] = []
-
-    def send() -> None:
-        try:
-            wechat = Wechat(client=Client(), safe=oa.safe)
-            barrier.wait(timeout=10)
-            answers.append(wechat.post(event))
-        except BaseException as exc:  # noqa: BLE001 (reported below)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert errors == []
+    answers = run_together(lambda: Wechat(client=Client(), safe=oa.safe).post(event), n, timeout=30)
+    assert not [a for a in answers if isinstance(a, BaseException)], answers
     assert len(calls) == 1
     assert len(answers) == n and {a.status for a in answers} == {200}
     assert {a.reply_xml for a in answers} == {answers[0].reply_xml}

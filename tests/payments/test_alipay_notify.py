@@ -3,17 +3,16 @@ change, and the answers Alipay reads (`success` stops its retries, anything else
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from payments import notifies, services
 from payments.models import Order, PaymentEvent, Refund
 from tests.factories import OrderFactory, RefundFactory
+from tests.helpers import run_together
 from tests.payments.alipay_bodies import (
     NOTIFY_PATH,
     RETURN_PATH,
@@ -26,8 +25,6 @@ from tests.payments.alipay_bodies import (
     state,
     yuan,
 )
-
-JOIN_TIMEOUT = 30
 
 
 @pytest.fixture
@@ -248,27 +245,7 @@ def test_twenty_concurrent_identical_notifies_apply_once(products, buyer, monkey
     monkeypatch.setattr(notifies, "apply_trade", counting_apply)
     monkeypatch.setattr(services, "transition", counting_transition)
     n = 20
-    barrier = threading.Barrier(n)
-    answers: list[str] = []
-    errors: list[BaseException] = []
-
-    def send() -> None:
-        try:
-            client = Client()
-            barrier.wait(timeout=JOIN_TIMEOUT)
-            answers.append(answer(post_form(form, client=client)))
-        except BaseException as exc:  # noqa: BLE001 (reported by the assertion below)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=JOIN_TIMEOUT)
-    assert not any(t.is_alive() for t in threads), "a notify thread hung"
-    assert errors == []
+    answers = run_together(lambda: answer(post_form(form, client=Client())), n)
     assert answers == ["success"] * n
     assert sorted(o.value for o in outcomes) == ["APPLIED"] + ["NO_CHANGE"] * (n - 1)
     assert transitions == [(order.out_trade_no, Order.Status.PAID)]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,12 +15,12 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from django.db import OperationalError, connection
+from django.db import OperationalError
 from django.test import Client
 
 from payments import notifies, services
 from payments.models import Order, PaymentEvent, Refund
-from tests.helpers import CREATE_ORDER, LOGIN, REFRESH, create_order_input, sandbox_notifies
+from tests.helpers import CREATE_ORDER, LOGIN, REFRESH, create_order_input, run_together, sandbox_notifies
 from tests.payments.notify_bodies import (
     JOIN_TIMEOUT,
     V2_PATH,
@@ -256,28 +255,7 @@ def test_twenty_concurrent_identical_notifies_apply_once(products, buyer, monkey
     monkeypatch.setattr(notifies, "apply_trade", counting_apply)
     monkeypatch.setattr(services, "transition", counting_transition)
     n = 20
-    barrier = threading.Barrier(n)
-    responses: list[Any] = []
-    errors: list[BaseException] = []
-
-    def send() -> None:
-        try:
-            client = Client()
-            barrier.wait(timeout=JOIN_TIMEOUT)
-            responses.append(post_notify(url, headers, body, client))
-        except BaseException as exc:  # noqa: BLE001 (reported by the assertion below)
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=send) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=JOIN_TIMEOUT)
-    assert not any(t.is_alive() for t in threads), "a notify thread hung"
-    assert errors == []
-    assert len(responses) == n
+    responses = run_together(lambda: post_notify(url, headers, body, Client()), n, timeout=JOIN_TIMEOUT)
     assert [is_success(version, r) for r in responses] == [True] * n, [(r.status_code, r.content) for r in responses]
     # One notify changed the order, through transition(); the 19 others found it paid and changed nothing.
     assert sorted(o.value for o in outcomes) == ["APPLIED"] + ["NO_CHANGE"] * (n - 1)
