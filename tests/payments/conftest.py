@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from accounts.models import User
+from payments import notifies, services
 from payments.models import Product
 from tests.factories import ProductFactory, StaffFactory, UserFactory
 
@@ -49,3 +50,25 @@ def wechatpay_sandbox() -> Any:
     sandbox.auto_refund_notify = False
     sandbox.retry_seconds = ()
     return sandbox
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], list[tuple[str, str]]]:
+    """(the outcome of every notify's apply_trade, every order transition), as they happen: what tests
+    of concurrent notifies count."""
+    outcomes: list[Any] = []
+    transitions: list[tuple[str, str]] = []
+    real_apply, real_transition = notifies.apply_trade, services.transition
+
+    def counting_apply(trade: Any, *, source: str) -> Any:
+        outcome = real_apply(trade, source=source)
+        outcomes.append(outcome)
+        return outcome
+
+    def counting_transition(locked: Any, new: str) -> None:
+        transitions.append((locked.out_trade_no, new))
+        real_transition(locked, new)
+
+    monkeypatch.setattr(notifies, "apply_trade", counting_apply)
+    monkeypatch.setattr(services, "transition", counting_transition)
+    return outcomes, transitions

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import pytest
 from django.test import Client
 
-from payments import notifies, services
+from payments import services
 from payments.models import Order, PaymentEvent, Refund
 from tests.factories import OrderFactory, RefundFactory
 from tests.helpers import run_together
@@ -224,26 +224,12 @@ def test_a_refund_notify_for_a_refund_we_never_asked_for_changes_nothing(alipay_
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)  # real threads, each its own connection: no wrapping transaction
-def test_twenty_concurrent_identical_notifies_apply_once(products, buyer, monkeypatch):
+def test_twenty_concurrent_identical_notifies_apply_once(products, buyer, counted):
     order = OrderFactory(
         user=buyer, product=products["coffee"], provider="ALIPAY", api_version="", trade_type="QR", sign_type="RSA2"
     )
     form = signed(pay_notify(order))
-    outcomes: list[services.Outcome] = []
-    transitions: list[tuple[str, str]] = []
-    real_apply, real_transition = notifies.apply_trade, services.transition
-
-    def counting_apply(trade: Any, *, source: str) -> services.Outcome:
-        outcome = real_apply(trade, source=source)
-        outcomes.append(outcome)
-        return outcome
-
-    def counting_transition(locked: Order, new: str) -> None:
-        transitions.append((locked.out_trade_no, new))
-        real_transition(locked, new)
-
-    monkeypatch.setattr(notifies, "apply_trade", counting_apply)
-    monkeypatch.setattr(services, "transition", counting_transition)
+    outcomes, transitions = counted
     n = 20
     answers = run_together(lambda: answer(post_form(form, client=Client())), n)
     assert answers == ["success"] * n

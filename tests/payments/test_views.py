@@ -18,7 +18,7 @@ import requests
 from django.db import OperationalError
 from django.test import Client
 
-from payments import notifies, services
+from payments import notifies
 from payments.models import Order, PaymentEvent, Refund
 from tests.helpers import CREATE_ORDER, LOGIN, REFRESH, create_order_input, run_together, sandbox_notifies
 from tests.payments.notify_bodies import (
@@ -236,24 +236,10 @@ def test_statements_of_one_notify(
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("version", ["V2", "V3"])
-def test_twenty_concurrent_identical_notifies_apply_once(products, buyer, monkeypatch, version):
+def test_twenty_concurrent_identical_notifies_apply_once(products, buyer, counted, version):
     order = paid_at_sandbox(buyer, version)
     url, headers, body = simulator().pay_notify(order.out_trade_no)
-    outcomes: list[services.Outcome] = []
-    transitions: list[tuple[str, str]] = []
-    real_apply, real_transition = notifies.apply_trade, services.transition
-
-    def counting_apply(trade: Any, *, source: str) -> services.Outcome:
-        outcome = real_apply(trade, source=source)
-        outcomes.append(outcome)
-        return outcome
-
-    def counting_transition(locked: Order, new: str) -> None:
-        transitions.append((locked.out_trade_no, new))
-        real_transition(locked, new)
-
-    monkeypatch.setattr(notifies, "apply_trade", counting_apply)
-    monkeypatch.setattr(services, "transition", counting_transition)
+    outcomes, transitions = counted
     n = 20
     responses = run_together(lambda: post_notify(url, headers, body, Client()), n, timeout=JOIN_TIMEOUT)
     assert [is_success(version, r) for r in responses] == [True] * n, [(r.status_code, r.content) for r in responses]
