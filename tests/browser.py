@@ -55,28 +55,36 @@ def resize(driver: Any, width: int) -> None:
     driver.set_window_size(width + inner[1] - inner[0], max(height, 600) + 100)
 
 
+def wait(driver: Any, timeout: float = 20) -> Any:
+    """A WebDriverWait that also retries an element gone stale: a page that reloads between finding an
+    element and reading it (slow machines see it) is waited for, not failed."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+
+
 def graphiql_run(driver: Any, query: str, headers: str = "", timeout: float = 20) -> Any:
     """Puts `query` (and `headers`, JSON text) into the open GraphiQL page, runs it, and returns the
     result pane's JSON once it shows; it must hold no errors."""
     import json
 
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(driver, timeout)
-    editor = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".graphiql-query-editor .CodeMirror"))
+    waiting = wait(driver, timeout)
+    editor = waiting.until(lambda d: d.find_element(By.CSS_SELECTOR, ".graphiql-query-editor .CodeMirror"))
     driver.execute_script("arguments[0].CodeMirror.setValue(arguments[1])", editor, query)
     if headers:
         tab = driver.find_element(By.XPATH, "//button[normalize-space()='Headers']")
         if tab.get_attribute("aria-selected") != "true":
             tab.click()
         visible = ".graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror"  # the headers, not the variables
-        header_editor = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, visible))
+        header_editor = waiting.until(lambda d: d.find_element(By.CSS_SELECTOR, visible))
         driver.execute_script("arguments[0].CodeMirror.setValue(arguments[1])", header_editor, headers)
     result_pane = "document.querySelector('.result-window .CodeMirror').CodeMirror"
     driver.execute_script(f"{result_pane}.setValue('')")  # so the same answer twice is still seen arriving
     driver.find_element(By.CSS_SELECTOR, ".graphiql-execute-button").click()
     answered: Any = lambda d: d.execute_script(f"return {result_pane}.getValue()")  # noqa: E731
-    result = json.loads(wait.until(answered))
+    result = json.loads(waiting.until(answered))
     assert "errors" not in result, result
     return result

@@ -153,16 +153,15 @@ def test_the_sandbox_pages_are_readable_at_1280_and_390_px(server, width):
 
 def test_pay_at_the_cashier_shows_the_result_page_with_our_servers_answer(server):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     with browser.chromium(width=390) as driver:
         driver.get(f"{server['url']}/sandbox/pay/{server['pending']}")
         assert driver.find_element(By.ID, "state").text == "NOTPAY"
         driver.find_element(By.CSS_SELECTOR, "#pay button").click()
-        WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith(f"/sandbox/pay/{server['pending']}/result"))
+        browser.wait(driver, 20).until(lambda d: d.current_url.endswith(f"/sandbox/pay/{server['pending']}/result"))
         assert driver.find_element(By.TAG_NAME, "h1").text == "Paid"
         # The notify arrives from the sandbox's thread; the page shows our server's answer once it has.
-        answer = WebDriverWait(driver, 20).until(
+        answer = browser.wait(driver, 20).until(
             lambda d: (text := d.find_element(By.CSS_SELECTOR, "#deliveries li").text) != "none yet" and text
         )
         assert "attempt 1" in answer and "HTTP 200" in answer and "SUCCESS" in answer, answer  # a v2 order
@@ -205,7 +204,6 @@ def test_the_alipay_pages_are_readable_at_1280_and_390_px(server, width):
 
 def test_pay_at_the_alipay_cashier_returns_to_the_shop_with_a_signed_return(server):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     shop = server["public"] + "/sandbox/"
     number, page_pay = _alipay_trade(server, "alipay.trade.page.pay", return_url=shop)
@@ -214,7 +212,7 @@ def test_pay_at_the_alipay_cashier_returns_to_the_shop_with_a_signed_return(serv
         assert driver.current_url == f"{server['public']}/sandbox/alipay/cashier/{number}"
         assert driver.find_element(By.ID, "subject").text == "Coffee 咖啡"
         driver.find_element(By.CSS_SELECTOR, "#pay button").click()
-        WebDriverWait(driver, 20).until(lambda d: "method=alipay.trade.page.pay.return" in d.current_url)
+        browser.wait(driver, 20).until(lambda d: "method=alipay.trade.page.pay.return" in d.current_url)
         landed = urlsplit(driver.current_url)
         assert f"{landed.scheme}://{landed.netloc}{landed.path}" == shop
         assert browser.problems(driver) == []
@@ -233,17 +231,16 @@ def test_pay_at_the_alipay_cashier_returns_to_the_shop_with_a_signed_return(serv
 
 def test_the_alipay_scan_page_pays_and_shows_our_servers_answer(server):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     number, qr_code = _alipay_trade(server, "alipay.trade.precreate")
     with browser.chromium(width=390) as driver:
         driver.get(qr_code)
         driver.find_element(By.CSS_SELECTOR, "#pay button").click()
-        WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith(f"/cashier/{number}/result"))
+        browser.wait(driver, 20).until(lambda d: d.current_url.endswith(f"/cashier/{number}/result"))
         assert driver.find_element(By.TAG_NAME, "h1").text == "Paid"
         assert driver.find_element(By.ID, "state").text == "TRADE_SUCCESS"
         # The notify arrives from the sandbox's thread; the page shows our server's answer once it has.
-        answer = WebDriverWait(driver, 20).until(
+        answer = browser.wait(driver, 20).until(
             lambda d: (text := d.find_element(By.CSS_SELECTOR, "#deliveries li").text) != "none yet" and text
         )
         assert "attempt 1" in answer and "HTTP " in answer, answer
@@ -253,7 +250,6 @@ def test_the_alipay_scan_page_pays_and_shows_our_servers_answer(server):
 
 def test_the_alipay_app_page_takes_a_pasted_order_string_and_pays_it(server):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     number, order_string = _alipay_trade(server, "alipay.trade.app.pay")
     with browser.chromium(width=390) as driver:
@@ -261,11 +257,11 @@ def test_the_alipay_app_page_takes_a_pasted_order_string_and_pays_it(server):
         pasted = driver.find_element(By.ID, "order-string")
         driver.execute_script("arguments[0].value = arguments[1]", pasted, order_string)  # a paste
         driver.find_element(By.CSS_SELECTOR, "#app button").click()
-        WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith(f"/sandbox/alipay/cashier/{number}"))
+        browser.wait(driver, 20).until(lambda d: d.current_url.endswith(f"/sandbox/alipay/cashier/{number}"))
         assert driver.find_element(By.TAG_NAME, "h1").text == "Alipay app"
         assert driver.find_element(By.ID, "amount").text == "¥18.00"
         driver.find_element(By.CSS_SELECTOR, "#pay button").click()
-        WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith(f"/cashier/{number}/result"))
+        browser.wait(driver, 20).until(lambda d: d.current_url.endswith(f"/cashier/{number}/result"))
         app_result = json.loads(driver.find_element(By.ID, "app-result").text)
         assert app_result["alipay_trade_app_pay_response"]["out_trade_no"] == number
         assert app_result["alipay_trade_app_pay_response"]["code"] == "10000"
@@ -319,7 +315,6 @@ def test_the_official_account_pages_are_readable_at_1280_and_390_px(server, widt
 
 def test_allow_on_the_consent_page_goes_back_with_a_code_of_the_mini_program_users_unionid(server):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     oa = _official_account(server)
     back = server["public"] + "/sandbox/"
@@ -329,7 +324,7 @@ def test_allow_on_the_consent_page_goes_back_with_a_code_of_the_mini_program_use
         user.clear()
         user.send_keys("pages")  # the server fixture's mini-program login code
         driver.find_element(By.ID, "allow").click()
-        WebDriverWait(driver, 20).until(lambda d: "code=" in d.current_url)
+        browser.wait(driver, 20).until(lambda d: "code=" in d.current_url)
         landed = urlsplit(driver.current_url)
         assert browser.problems(driver) == []
     assert f"{landed.scheme}://{landed.netloc}{landed.path}" == back
@@ -341,7 +336,6 @@ def test_allow_on_the_consent_page_goes_back_with_a_code_of_the_mini_program_use
 
 def test_the_phone_page_sends_a_text_and_shows_our_servers_answer_then_sends_it_again(server):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     with browser.chromium(width=390) as driver:
         driver.get(server["url"] + "/sandbox/wechat/official-account/phone")
@@ -352,13 +346,13 @@ def test_the_phone_page_sends_a_text_and_shows_our_servers_answer_then_sends_it_
         content.clear()
         content.send_keys("hello from chromium")
         driver.find_element(By.ID, "send-text").click()
-        WebDriverWait(driver, 20).until(lambda d: "?sent=" in d.current_url)
+        browser.wait(driver, 20).until(lambda d: "?sent=" in d.current_url)
         assert driver.find_element(By.ID, "sent-message").text == "hello from chromium"
         # Whatever our server URL answers (its view is its own test's business), the page shows it.
         assert driver.find_element(By.ID, "answer").text.startswith("Our server: HTTP ")
         first = driver.current_url
         driver.find_element(By.CSS_SELECTOR, "#again button").click()
-        WebDriverWait(driver, 20).until(lambda d: d.current_url != first)
+        browser.wait(driver, 20).until(lambda d: d.current_url != first)
         assert driver.find_element(By.TAG_NAME, "h2").text == "Sent again (attempt 2)"
         scroll, inner = _fits(driver)
         assert scroll <= inner, f"the phone page is {scroll} px wide in a {inner} px window"
@@ -451,13 +445,13 @@ def test_the_inbox_shows_cards_and_bubbles_at_1280_and_390_px(server, inbox, wid
 
 def test_the_inbox_filters_by_user_and_grants_a_subscription(server, inbox):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
     with browser.chromium(width=390) as driver:
         driver.get(inbox["url"])
         Select(driver.find_element(By.ID, "user")).select_by_value("inbox-alice")
         driver.find_element(By.CSS_SELECTOR, "#filter button").click()
-        WebDriverWait(driver, 20).until(lambda d: d.current_url.endswith("?user=inbox-alice"))
+        browser.wait(driver, 20).until(lambda d: d.current_url.endswith("?user=inbox-alice"))
         assert [s.get_attribute("id") for s in driver.find_elements(By.CSS_SELECTOR, "section.inbox")] == [
             "inbox-inbox-alice"
         ]
@@ -467,7 +461,7 @@ def test_the_inbox_filters_by_user_and_grants_a_subscription(server, inbox):
         count.clear()
         count.send_keys("2")
         driver.find_element(By.CSS_SELECTOR, "#grant button").click()
-        WebDriverWait(driver, 20).until(lambda d: "sub-shipped" in d.find_element(By.CLASS_NAME, "tools").text)
+        browser.wait(driver, 20).until(lambda d: "sub-shipped" in d.find_element(By.CLASS_NAME, "tools").text)
         assert driver.current_url.endswith("?user=inbox-alice")
         assert "sub-shipped ×2" in driver.find_element(By.CLASS_NAME, "tools").text
         assert browser.problems(driver) == []
@@ -479,7 +473,6 @@ def test_the_readme_tour_in_chromium_on_make_run_on_another_port(tmp_path):
     """The README's tour, as a newcomer follows it offline: `make run` on a port of its own; GraphiQL logs
     in, orders and queries; the sandbox cashier pays; the dev superuser refunds part of it."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     def tour(url: str) -> None:
         with browser.chromium() as driver:
@@ -498,7 +491,7 @@ def test_the_readme_tour_in_chromium_on_make_run_on_another_port(tmp_path):
 
             driver.get(f"{url}/sandbox/pay/{number}")
             driver.find_element(By.CSS_SELECTOR, "#pay button").click()
-            WebDriverWait(driver, 20).until(
+            browser.wait(driver, 20).until(
                 lambda d: "HTTP 204" in d.find_element(By.CSS_SELECTOR, "#deliveries li").text
             )
 
