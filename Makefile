@@ -40,7 +40,8 @@ run: install
 	@echo "  Admin:     http://localhost:$(PORT)/admin/   (login admin / admin)"
 	@echo "  Health:    http://localhost:$(PORT)/healthz"
 	@echo ""
-	PORT=$(PORT) $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	@# Unbuffered: piped (tee, a log file, a test), the server's lines still show as they happen.
+	PORT=$(PORT) PYTHONUNBUFFERED=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # tests/start_postgres_redis.py picks PostgreSQL and Redis when reachable (and starts them under CI=true,
 # failing if it cannot); otherwise SQLite and locmem, and pytest lists what it skipped.
