@@ -26,7 +26,7 @@ class WechatAppConfig:
     use_stable_token: bool = True
 
     def __repr__(self) -> str:  # the secret never reaches a log line
-        return f"WechatAppConfig(appid={self.appid!r}, base_url={self.base_url!r})"
+        return f"{type(self).__name__}(appid={self.appid!r}, base_url={self.base_url!r})"
 
 
 @dataclass(frozen=True)

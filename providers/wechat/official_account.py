@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from providers.http import HttpConfig, ProviderError, ProviderUnavailable
-from providers.wechat.api import DEFAULT_BASE_URL, PROVIDER, WechatAppConfig, WechatClient
+from providers.wechat.api import PROVIDER, WechatAppConfig, WechatClient
 from providers.wechat.token import AccessTokenManager, TokenStore
 
 DEFAULT_OPEN_BASE_URL = "https://open.weixin.qq.com"
@@ -60,18 +60,13 @@ BUTTON_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class OfficialAccountConfig:
-    appid: str
-    secret: str
-    base_url: str = DEFAULT_BASE_URL
+@dataclass(frozen=True, repr=False)
+class OfficialAccountConfig(WechatAppConfig):
+    """An app's config (its API host, token) and the hosts of the pages a person opens."""
+
     # the OAuth consent page's host and the QR-code image host; the sandbox replaces both
     open_base_url: str = DEFAULT_OPEN_BASE_URL
     mp_base_url: str = DEFAULT_MP_BASE_URL
-    use_stable_token: bool = True
-
-    def __repr__(self) -> str:  # the secret never reaches a log line
-        return f"OfficialAccountConfig(appid={self.appid!r}, base_url={self.base_url!r})"
 
 
 @dataclass(frozen=True)
@@ -186,12 +181,7 @@ class OfficialAccountClient:
         # WechatClient's plumbing and access token (store key access_token:<appid>), shared with any other
         # client of this appid.
         self._api = WechatClient(
-            WechatAppConfig(
-                appid=config.appid,
-                secret=config.secret,
-                base_url=config.base_url,
-                use_stable_token=config.use_stable_token,
-            ),
+            config,
             session,
             http,
             token_store,
