@@ -2,7 +2,8 @@
 
 A delivery is claimed (PENDING -> SENDING in one conditional UPDATE) before WeChat is called and marked
 after; one found SENDING past PUSH_CLAIM_TIMEOUT belonged to a worker that died and becomes UNKNOWN, never
-resent (WeChat has no idempotency key: at most once). The batch's counts move with each final mark.
+resent (WeChat has no idempotency key: at most once). The batch's counts are counted from its deliveries
+(refresh_counts) as workers go, and whenever a batch changes state.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.db.models.functions import Substr
 from django.utils import timezone
 
@@ -29,7 +30,7 @@ from notifications import tasks
 from notifications.models import PushBatch, PushDelivery, Subscription
 from officialaccount.models import TemplateSendReport
 from payments.models import Order
-from providers.wechat.push import PushOutcome, SendResult
+from providers.wechat.push import PushClient, PushOutcome, SendResult
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,12 @@ RECIPIENT_PAGE = 1000
 MAX_USER_IDS = 10_000
 MAX_FIELDS = 30
 SUBSCRIBE_ANSWERS = set(SubscriptionStatus.values)
-_COUNTERS = {Status.SENT: "sent", Status.SKIPPED: "skipped", Status.FAILED: "failed"}
+# The batch's counts are refreshed this often while a worker sends (and when its chunk ends).
+PROGRESS_SECONDS = 1.0
+# The shared rate's buckets (seconds): also how much the sends' start-to-arrival times may differ.
+RATE_BUCKET = 0.05
+RATE_LOOKBACK = round(1 / RATE_BUCKET) + 1  # earlier buckets counted with the current one: >= 1 + RATE_BUCKET s
+RATE_KEY_TIMEOUT = 5
 
 
 def channel_app(channel: str) -> tuple[str, str]:
@@ -147,10 +153,7 @@ def create_batch(
             skipped += sum(1 for _, user_openid in page_rows if not user_openid)
         if ids and total != len(ids):
             raise AppError(ErrorCode.NOT_FOUND, "Some userIds are not active users.")
-        batch.total, batch.skipped, batch.pending = total, skipped, total - skipped
-        if not batch.pending:
-            batch.status, batch.finished_at = BatchStatus.DONE, now
-        batch.save(update_fields=["total", "skipped", "pending", "status", "finished_at"])
+        batch = refresh_counts(batch.pk) or batch
         if batch.pending:
             tasks.fan_out.delay_on_commit(batch.pk)
     logger.info("push %s: %s to %d users (%d without an openid)", batch.pk, channel, total, skipped)
@@ -169,48 +172,61 @@ def fan_out(batch_id: int) -> None:
             break
         last = ids[-1]
         tasks.send_chunk.delay(batch_id, ids)
-    finish_if_done(batch_id)
+    refresh_counts(batch_id)
 
 
 def send_chunk(batch_id: int, delivery_ids: Iterable[int]) -> None:
-    """Sends these deliveries one by one; harmless to run twice (each is claimed before its send)."""
-    for delivery_id in delivery_ids:
-        if not send_delivery(delivery_id):
+    """Sends these deliveries one by one while the batch runs; harmless to run twice, or beside another
+    run of the same chunk (each delivery is claimed before its send). The batch's counts are refreshed at
+    most every PROGRESS_SECONDS and at the end."""
+    batch: PushBatch | None = PushBatch.objects.filter(pk=batch_id, status=BatchStatus.RUNNING).first()
+    if batch is None:
+        return
+    deliveries = (
+        PushDelivery.objects.filter(batch_id=batch_id, pk__in=list(delivery_ids), status=Status.PENDING)
+        .only("pk", "batch_id", "user_id", "openid", "attempts")
+        .order_by("pk")
+    )
+    app, _ = channel_app(batch.channel)
+    client = providers.push_client(app)
+    client.prepare()
+    progress_at = time.monotonic()
+    for delivery in deliveries:
+        if not _send_delivery(batch, delivery, client):
             break
-    finish_if_done(batch_id)
+        if time.monotonic() - progress_at >= PROGRESS_SECONDS:
+            refresh_counts(batch_id)
+            progress_at = time.monotonic()
+    refresh_counts(batch_id)
 
 
 def claim(delivery_id: int) -> bool:
-    """PENDING -> SENDING, or False when another worker has it or it is settled."""
-    claimed: int = PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING).update(
-        status=Status.SENDING, claimed_at=timezone.now(), attempts=F("attempts") + 1
+    """PENDING -> SENDING while its batch runs; False when another worker has it, it is settled, or the
+    batch was paused, stopped or cancelled. (Exists, not a join: Django turns an UPDATE's join into
+    `id IN (subquery)`, and PostgreSQL would not recheck the status of a row another claim just took.)"""
+    running = PushBatch.objects.filter(pk=OuterRef("batch_id"), status=BatchStatus.RUNNING)
+    claimed: int = (
+        PushDelivery.objects.filter(pk=delivery_id, status=Status.PENDING)
+        .filter(Exists(running))
+        .update(status=Status.SENDING, claimed_at=timezone.now(), attempts=F("attempts") + 1)
     )
     return claimed == 1
 
 
-def send_delivery(delivery_id: int) -> bool:
-    """Claims, sends and marks one delivery. False when its batch is not running (the chunk stops)."""
-    if not claim(delivery_id):
-        return True
-    delivery = PushDelivery.objects.select_related("batch").get(pk=delivery_id)
-    batch = delivery.batch
-    if batch.status in (BatchStatus.STOPPED, BatchStatus.CANCELLED):
-        mark(delivery, Status.SKIPPED, errmsg=batch.stop_reason or f"push {batch.status.lower()}")
-        return False
-    if batch.status != BatchStatus.RUNNING:
-        release(delivery, attempt_made=False)
-        return False
+def _send_delivery(batch: PushBatch, delivery: PushDelivery, client: PushClient) -> bool:
+    """Claims, sends and marks one delivery. False when the chunk stops (its batch is not running)."""
+    if not claim(delivery.pk):
+        running: bool = PushBatch.objects.filter(pk=batch.pk, status=BatchStatus.RUNNING).exists()
+        return running
+    delivery.attempts += 1
     if batch.channel == Channel.SUBSCRIBE and not use_subscription(delivery.user_id, batch.template_id):
         mark(delivery, Status.SKIPPED, errcode=43101, errmsg="no subscription left for this template")
         return True
     wait_for_send_slot()
-    result = _send(batch, delivery.openid)
-    return _settle(delivery, batch, result)
+    return _settle(delivery, batch, _send(batch, client, delivery.openid))
 
 
-def _send(batch: PushBatch, openid: str) -> SendResult:
-    app, _ = channel_app(batch.channel)
-    client = providers.push_client(app)
+def _send(batch: PushBatch, client: PushClient, openid: str) -> SendResult:
     if batch.channel == Channel.TEMPLATE:
         miniprogram = (providers.miniprogram_appid(), batch.page) if batch.page else None
         return client.send_template(
@@ -232,11 +248,11 @@ def _settle(delivery: PushDelivery, batch: PushBatch, result: SendResult) -> boo
         mark(delivery, Status.FAILED, **answer)
         return not _stop_if_repeated(batch.pk, result)
     elif outcome == PushOutcome.QUOTA:
-        release(delivery, attempt_made=False)
+        release(delivery, batch, attempt_made=False)
         pause(batch.pk)
         return False
     elif outcome == PushOutcome.RETRY and delivery.attempts < settings.PUSH_MAX_ATTEMPTS:
-        release(delivery, attempt_made=True)
+        release(delivery, batch, attempt_made=True)
         backoff = settings.PUSH_RETRY_BACKOFF * 2 ** (delivery.attempts - 1)
         logger.info("push %s delivery %s: %s, retried in %ss", batch.pk, delivery.pk, result.errcode, backoff)
         tasks.send_chunk.apply_async((batch.pk, [delivery.pk]), countdown=backoff)
@@ -246,37 +262,56 @@ def _settle(delivery: PushDelivery, batch: PushBatch, result: SendResult) -> boo
 
 
 def mark(delivery: PushDelivery, status: Any, *, errcode: int = 0, errmsg: str = "", msgid: str = "") -> bool:
-    """SENDING -> a final status, and the batch's counts with it; False if the claim was lost (found
-    UNKNOWN by the timeout sweep meanwhile)."""
-    counter = _COUNTERS[Status(status)]
-    with transaction.atomic():
-        marked = PushDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
-            status=status,
-            errcode=errcode,
-            errmsg=errmsg[:255],
-            msgid=msgid[:64],
-            sent_at=timezone.now() if status == Status.SENT else None,
-        )
-        if marked:
-            PushBatch.objects.filter(pk=delivery.batch_id, pending__gt=0).update(
-                **{counter: F(counter) + 1}, pending=F("pending") - 1
-            )
+    """SENDING -> a final status; False if the claim was lost (found UNKNOWN by the timeout sweep)."""
+    marked = PushDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
+        status=status,
+        errcode=errcode,
+        errmsg=errmsg[:255],
+        msgid=msgid[:64],
+        sent_at=timezone.now() if status == Status.SENT else None,
+    )
     if not marked:
         logger.warning("push %s delivery %s was %s after its claim timed out", delivery.batch_id, delivery.pk, status)
     return bool(marked)
 
 
-def release(delivery: PushDelivery, *, attempt_made: bool) -> None:
-    """SENDING -> PENDING (not sent: busy, quota, or the batch paused), with its subscription given back."""
+def release(delivery: PushDelivery, batch: PushBatch, *, attempt_made: bool) -> None:
+    """SENDING -> PENDING (not sent: busy, quota), with its subscription given back."""
     attempts = F("attempts") if attempt_made else F("attempts") - 1
     released = PushDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
         status=Status.PENDING, attempts=attempts, claimed_at=None
     )
-    batch = delivery.batch
     if released and batch.channel == Channel.SUBSCRIBE:
         Subscription.objects.filter(user_id=delivery.user_id, template_id=batch.template_id).update(
             remaining=F("remaining") + 1
         )
+
+
+def refresh_counts(batch_id: int) -> PushBatch | None:
+    """The batch's counts from its deliveries, under the batch's row lock (so a slower refresh never writes
+    older counts over a newer one); a RUNNING batch with nothing left to send is DONE. Counted, not moved
+    with each delivery: one row updated by every worker for every message was the senders' bottleneck."""
+    with transaction.atomic():
+        batch: PushBatch | None = PushBatch.objects.select_for_update().filter(pk=batch_id).first()
+        if batch is None:
+            return None
+        counts = dict(
+            PushDelivery.objects.filter(batch_id=batch_id)
+            .values_list("status")
+            .annotate(count=Count("pk"))
+            .order_by()
+            .values_list("status", "count")
+        )
+        batch.total = sum(counts.values())
+        batch.sent, batch.skipped = counts.get(Status.SENT, 0), counts.get(Status.SKIPPED, 0)
+        batch.failed, batch.unknown = counts.get(Status.FAILED, 0), counts.get(Status.UNKNOWN, 0)
+        batch.pending = counts.get(Status.PENDING, 0) + counts.get(Status.SENDING, 0)
+        fields = ["total", "sent", "skipped", "failed", "unknown", "pending"]
+        if batch.status == BatchStatus.RUNNING and not batch.pending:
+            batch.status, batch.finished_at = BatchStatus.DONE, timezone.now()
+            fields += ["status", "finished_at"]
+        batch.save(update_fields=fields)
+    return batch
 
 
 def use_subscription(user_id: int, template_id: str) -> bool:
@@ -287,22 +322,33 @@ def use_subscription(user_id: int, template_id: str) -> bool:
     return used == 1
 
 
+def _rate_key(bucket: int) -> str:
+    return f"push:rate:{bucket}"
+
+
 def wait_for_send_slot() -> None:
-    """PUSH_RATE_PER_SECOND across every worker: one counter per clock second in the shared cache."""
+    """PUSH_RATE_PER_SECOND across every worker, as WeChat would count arrivals: a send starts only while
+    fewer than the rate started in the last 1 + RATE_BUCKET seconds (counters per RATE_BUCKET of the clock
+    in the shared cache). So no 1-second window, sliding or on the clock, receives more than the rate, as
+    long as the sends' start-to-arrival times differ by less than RATE_BUCKET; a batch the rate binds runs
+    at 91 to 95 % of it."""
     rate = settings.PUSH_RATE_PER_SECOND
     if rate <= 0:
         return
     while True:
         now = time.time()
-        second = int(now)
-        key = f"push:rate:{second}"
-        cache.add(key, 0, timeout=5)
+        bucket = int(now / RATE_BUCKET)
+        key = _rate_key(bucket)
         try:
-            if cache.incr(key) <= rate:
-                return
-        except ValueError:  # the counter expired between add and incr: count again
+            mine = cache.incr(key)  # this bucket's sends so far, this one and everyone's before it included
+        except ValueError:  # the bucket's first send
+            cache.add(key, 0, timeout=RATE_KEY_TIMEOUT)
             continue
-        time.sleep(max(second + 1 - now, 0.001))
+        earlier = cache.get_many([_rate_key(b) for b in range(bucket - RATE_LOOKBACK, bucket)])
+        if mine + sum(earlier.values()) <= rate:
+            return
+        cache.decr(key)  # not sending now: the slot goes back
+        time.sleep(max((bucket + 1) * RATE_BUCKET - now, 0.001))
 
 
 def _stop_if_repeated(batch_id: int, result: SendResult) -> bool:
@@ -325,10 +371,10 @@ def end_batch(batch_id: int, status: Any, reason: str) -> bool:
         ).update(status=status, stop_reason=reason[:255], finished_at=timezone.now(), paused_until=None)
         if not ended:
             return False
-        skipped = PushDelivery.objects.filter(batch_id=batch_id, status=Status.PENDING).update(
+        PushDelivery.objects.filter(batch_id=batch_id, status=Status.PENDING).update(
             status=Status.SKIPPED, errmsg=reason[:255]
         )
-        PushBatch.objects.filter(pk=batch_id).update(skipped=F("skipped") + skipped, pending=F("pending") - skipped)
+        refresh_counts(batch_id)
     return True
 
 
@@ -357,9 +403,8 @@ def pause(batch_id: int) -> None:
     paused = PushBatch.objects.filter(pk=batch_id, status=BatchStatus.RUNNING).update(
         status=BatchStatus.PAUSED, paused_until=until, stop_reason="daily quota reached (45009)"
     )
-    if paused:
+    if paused:  # resumed by housekeeping's resume_due, within a minute of `until`
         logger.warning("push %s paused until %s: daily quota", batch_id, until.isoformat())
-        tasks.resume_batch.apply_async((batch_id,), eta=until)
 
 
 def resume(batch_id: int) -> bool:
@@ -378,14 +423,6 @@ def resume_due() -> int:
     return sum(resume(batch_id) for batch_id in list(due.values_list("pk", flat=True)[:100]))
 
 
-def finish_if_done(batch_id: int) -> bool:
-    return bool(
-        PushBatch.objects.filter(pk=batch_id, status=BatchStatus.RUNNING, pending=0).update(
-            status=BatchStatus.DONE, finished_at=timezone.now()
-        )
-    )
-
-
 def mark_stale_unknown() -> int:
     """Deliveries SENDING longer than PUSH_CLAIM_TIMEOUT (their worker died): UNKNOWN, never resent."""
     cutoff = timezone.now() - dt.timedelta(seconds=settings.PUSH_CLAIM_TIMEOUT)
@@ -396,9 +433,8 @@ def mark_stale_unknown() -> int:
             count = stale.filter(batch_id=batch_id).update(
                 status=Status.UNKNOWN, errmsg="its worker stopped after the claim: maybe sent, never resent"
             )
-            PushBatch.objects.filter(pk=batch_id).update(unknown=F("unknown") + count, pending=F("pending") - count)
+            refresh_counts(batch_id)
         logger.warning("push %s: %d deliveries UNKNOWN (claimed by a worker that stopped)", batch_id, count)
-        finish_if_done(batch_id)
         total += count
     return total
 
@@ -412,13 +448,8 @@ def retry_failed(delivery_ids: Iterable[int]) -> int:
             count = failed.filter(batch_id=batch_id).update(
                 status=Status.PENDING, attempts=0, errcode=0, errmsg="", claimed_at=None
             )
-            PushBatch.objects.filter(pk=batch_id).update(
-                failed=F("failed") - count,
-                pending=F("pending") + count,
-                status=BatchStatus.RUNNING,
-                finished_at=None,
-                stop_reason="",
-            )
+            PushBatch.objects.filter(pk=batch_id).update(status=BatchStatus.RUNNING, finished_at=None, stop_reason="")
+            refresh_counts(batch_id)
             tasks.fan_out.delay_on_commit(batch_id)
         retried += count
     return retried

@@ -17,11 +17,6 @@ def send_chunk(batch_id: int, delivery_ids: list[int]) -> None:
     services.send_chunk(batch_id, delivery_ids)
 
 
-@shared_task(name="notifications.resume_batch", ignore_result=True)
-def resume_batch(batch_id: int) -> None:
-    services.resume(batch_id)
-
-
 @shared_task(name="notifications.housekeeping", ignore_result=True)
 def housekeeping() -> None:
     """Every minute (beat): deliveries of dead workers UNKNOWN, batches past their quota pause resumed,

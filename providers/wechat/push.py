@@ -102,6 +102,15 @@ class PushClient:
     def __repr__(self) -> str:
         return f"PushClient(appid={self.api.config.appid!r})"
 
+    def prepare(self) -> None:
+        """Has the app's access token at hand (the shared store's, or a new one from WeChat) before a run of
+        sends, so that their rate-limit slots are not spent waiting for it. A failure here is the first
+        send's to report."""
+        try:
+            self.api.tokens.get()
+        except (ProviderError, ProviderUnavailable, TimeoutError) as exc:
+            logger.info("push: no access token of %s yet: %s", self.api.config.appid, exc)
+
     def send_template(
         self,
         *,

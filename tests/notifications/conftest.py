@@ -62,6 +62,9 @@ class FakeWechat:
             number = len(self.calls)
         return self.answer(openid, number)
 
+    def prepare(self) -> None:
+        pass
+
     def send_template(self, *, openid: str, **body: Any) -> SendResult:
         return self._record("template", openid, body)
 

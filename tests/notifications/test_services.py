@@ -209,30 +209,61 @@ def test_retrying_failed_deliveries_never_resends_unknown_ones(db, wechat, setti
     assert (batch.status, batch.sent, batch.failed, batch.unknown) == ("DONE", 1, 0, 1)
 
 
-def test_the_claim_and_mark_path_is_pinned(db, wechat, django_assert_num_queries):
+def test_a_chunk_is_two_reads_two_statements_a_delivery_and_one_count(db, wechat, django_assert_num_queries):
+    batch = template_push([oa_user("ann"), oa_user("bob"), oa_user("cat")])
+    ids = list(PushDelivery.objects.filter(batch=batch).values_list("pk", flat=True))
+    # the batch and the chunk's deliveries read once; each delivery claimed (UPDATE) and marked (UPDATE);
+    # then the batch's counts, counted under its row lock
+    with django_assert_num_queries(13) as captured:
+        services.send_chunk(batch.pk, ids)
+    verbs = [query["sql"].split()[0] for query in captured.captured_queries]
+    counted = ["SAVEPOINT", "SELECT", "SELECT", "UPDATE", "RELEASE"]
+    assert verbs == ["SELECT", "SELECT"] + ["UPDATE", "UPDATE"] * 3 + counted
+    assert len(wechat.calls) == 3
+    batch.refresh_from_db()
+    assert (batch.status, batch.sent, batch.pending) == ("DONE", 3, 0)
+    # the chunk again, as a redelivered Celery message: its batch is done, one read
+    with django_assert_num_queries(1):
+        services.send_chunk(batch.pk, ids)
+    assert len(wechat.calls) == 3
+
+
+def test_a_claim_another_worker_took_costs_one_statement_and_the_chunk_goes_on(db, wechat):
+    batch = template_push([oa_user("ann"), oa_user("bob")])
+    taken, free = PushDelivery.objects.filter(batch=batch).order_by("pk")
+    assert services.claim(taken.pk)
+    assert not services.claim(taken.pk)
+    services.send_chunk(batch.pk, [taken.pk, free.pk])
+    assert wechat.openids() == ["bob-oa"]
+
+
+def test_a_paused_batch_claims_nothing(db, wechat):
     batch = template_push([oa_user("ann")])
     delivery = PushDelivery.objects.get(batch=batch)
-    # claim (UPDATE), read with the batch (SELECT), then the mark and the counts in one transaction
-    with django_assert_num_queries(6) as captured:
-        services.send_delivery(delivery.pk)
-    verbs = [query["sql"].split()[0] for query in captured.captured_queries]
-    assert verbs == ["UPDATE", "SELECT", "SAVEPOINT", "UPDATE", "UPDATE", "RELEASE"]
-    # a delivery someone else claimed costs one statement
-    with django_assert_num_queries(1):
-        services.send_delivery(delivery.pk)
+    PushBatch.objects.filter(pk=batch.pk).update(status="PAUSED")
+    assert not services.claim(delivery.pk)
+    assert PushDelivery.objects.get(pk=delivery.pk).status == "PENDING"
 
 
-def test_the_send_rate_is_shared_per_second(settings, monkeypatch):
-    settings.PUSH_RATE_PER_SECOND = 3
-    clock = {"now": 1000.25}
-    slept: list[float] = []
+@pytest.fixture
+def fake_clock(monkeypatch: Any) -> list[float]:
+    """time.time() that moves only when the code sleeps; the sleeps are recorded after the start time."""
+    clock = [1000.25]
 
     def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock["now"] += seconds
+        clock[0] += seconds
 
-    monkeypatch.setattr(services.time, "time", lambda: clock["now"])
+    monkeypatch.setattr(services.time, "time", lambda: clock[0])
     monkeypatch.setattr(services.time, "sleep", sleep)
+    return clock
+
+
+def test_the_send_rate_holds_in_every_window_of_a_second(settings, fake_clock):
+    settings.PUSH_RATE_PER_SECOND = 3
+    starts = []
     for _ in range(7):
         services.wait_for_send_slot()
-    assert slept == [pytest.approx(0.75), pytest.approx(1.0)]  # 3 in second 1000, 3 in 1001, 1 in 1002
+        starts.append(round(fake_clock[0], 2))
+    # three at once; the next once those three are more than 1 + RATE_BUCKET seconds back, in whole buckets
+    assert starts == [1000.25] * 3 + [1001.35] * 3 + [1002.45]
+    assert all(sum(start <= other < start + 1.05 for other in starts) <= 3 for start in starts)
