@@ -145,8 +145,7 @@ def run_batch(timeout: float) -> None:
 
 
 def _per_second(times: list[float]) -> dict[str, Any]:
-    """Per clock second (what PUSH_RATE_PER_SECOND limits: one counter per second of time.time()) and in any
-    sliding 1 s window (a per-second counter allows up to twice the rate across a boundary)."""
+    """Per clock second and in any sliding 1 s window (PUSH_RATE_PER_SECOND bounds both)."""
     times = sorted(times)
     per_second = Counter(int(stamp) for stamp in times)
     window, low = 0, 0

@@ -7,7 +7,7 @@ from django.db import models
 
 
 class PushBatch(models.Model):
-    """One push to many users. The counts move with each delivery's final mark (F() updates)."""
+    """One push to many users. Its counts are counted from the deliveries as workers go (services.refresh_counts)."""
 
     class Channel(models.TextChoices):
         TEMPLATE = "TEMPLATE", "official-account template message"

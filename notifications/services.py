@@ -331,7 +331,7 @@ def wait_for_send_slot() -> None:
     fewer than the rate started in the last 1 + RATE_BUCKET seconds (counters per RATE_BUCKET of the clock
     in the shared cache). So no 1-second window, sliding or on the clock, receives more than the rate, as
     long as the sends' start-to-arrival times differ by less than RATE_BUCKET; a batch the rate binds runs
-    at 91 to 95 % of it."""
+    at about 90 % of it (bench/README.md)."""
     rate = settings.PUSH_RATE_PER_SECOND
     if rate <= 0:
         return
