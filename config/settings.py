@@ -378,6 +378,13 @@ PUSH_CLAIM_TIMEOUT = env.int("PUSH_CLAIM_TIMEOUT", default=300)
 # PUSH_RETRY_BACKOFF seconds, doubling.
 PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=3)
 PUSH_RETRY_BACKOFF = env.int("PUSH_RETRY_BACKOFF", default=10)
+# A template message whose answer was lost is retried with its client_msg_id, which WeChat honours for 10
+# minutes: every retry of a delivery must fall within them.
+if PUSH_MAX_ATTEMPTS < 1 or PUSH_RETRY_BACKOFF < 0 or PUSH_RETRY_BACKOFF * (2 ** (PUSH_MAX_ATTEMPTS - 1) - 1) > 540:
+    raise ImproperlyConfigured(
+        "PUSH_MAX_ATTEMPTS and PUSH_RETRY_BACKOFF: at least one attempt, and all retries within 9 minutes "
+        "(PUSH_RETRY_BACKOFF * (2 ** (PUSH_MAX_ATTEMPTS - 1) - 1) <= 540)."
+    )
 # Identical bad-data or bad-template answers (47003, 40037) after which a batch stops.
 PUSH_STOP_AFTER = env.int("PUSH_STOP_AFTER", default=3)
 # Seconds a batch pauses at the daily quota (45009); 0: until the next midnight, Asia/Shanghai.

@@ -2,8 +2,10 @@
 
 A delivery is claimed (PENDING -> SENDING in one conditional UPDATE) before WeChat is called and marked
 after; one found SENDING past PUSH_CLAIM_TIMEOUT belonged to a worker that died and becomes UNKNOWN, never
-resent (WeChat has no idempotency key: at most once). The batch's counts are counted from its deliveries
-(refresh_counts) as workers go, and whenever a batch changes state.
+resent (at most once). So is a send whose answer was lost (a read timeout, a garbled answer), but for a
+template message: it is retried with its client_msg_id, of which WeChat delivers one per user within 10
+minutes. The batch's counts are counted from its deliveries (refresh_counts) as workers go, and whenever a
+batch changes state.
 """
 
 from __future__ import annotations
@@ -223,14 +225,20 @@ def _send_delivery(batch: PushBatch, delivery: PushDelivery, client: PushClient)
         mark(delivery, Status.SKIPPED, errcode=43101, errmsg="no subscription left for this template")
         return True
     wait_for_send_slot()
-    return _settle(delivery, batch, _send(batch, client, delivery.openid))
+    return _settle(delivery, batch, _send(batch, client, delivery))
 
 
-def _send(batch: PushBatch, client: PushClient, openid: str) -> SendResult:
+def _send(batch: PushBatch, client: PushClient, delivery: PushDelivery) -> SendResult:
+    openid = delivery.openid
     if batch.channel == Channel.TEMPLATE:
         miniprogram = (providers.miniprogram_appid(), batch.page) if batch.page else None
         return client.send_template(
-            openid=openid, template_id=batch.template_id, data=batch.data, url=batch.url, miniprogram=miniprogram
+            openid=openid,
+            template_id=batch.template_id,
+            data=batch.data,
+            url=batch.url,
+            miniprogram=miniprogram,
+            client_msg_id=f"push-{delivery.pk}",  # a retry within 10 minutes is not delivered twice
         )
     if batch.channel == Channel.SUBSCRIBE:
         return client.send_subscribe(openid=openid, template_id=batch.template_id, data=batch.data, page=batch.page)
@@ -244,6 +252,8 @@ def _settle(delivery: PushDelivery, batch: PushBatch, result: SendResult) -> boo
         mark(delivery, Status.SENT, msgid=result.msgid)
     elif outcome == PushOutcome.SKIPPED:
         mark(delivery, Status.SKIPPED, **answer)
+    elif outcome == PushOutcome.UNKNOWN:
+        mark(delivery, Status.UNKNOWN, errmsg=f"maybe delivered, never resent: {result.errmsg}")
     elif outcome == PushOutcome.STOP:
         mark(delivery, Status.FAILED, **answer)
         return not _stop_if_repeated(batch.pk, result)

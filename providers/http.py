@@ -37,7 +37,16 @@ class ProviderError(ProviderFailure):
 
 
 class ProviderUnavailable(ProviderFailure):
-    """No usable answer: timeout, connection failure, 5xx or an unparsable body."""
+    """No usable answer: timeout, connection failure, 5xx or an unparsable body.
+
+    `maybe_received`: the request went out and no answer says what became of it (a read timeout, a
+    connection lost after sending, a body that is not an answer), so the provider may have acted on it. False
+    when no connection was made, or the provider answered with a 5xx.
+    """
+
+    def __init__(self, provider: str, message: str, *, maybe_received: bool = False) -> None:
+        super().__init__(provider, message)
+        self.maybe_received = maybe_received
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,8 @@ def send(
     try:
         response = session.request(method, url, timeout=config.timeout, allow_redirects=False, **kwargs)
     except requests.RequestException as exc:
-        raise ProviderUnavailable(provider, _unreachable(exc, url, config)) from exc
+        message = _unreachable(exc, url, config)
+        raise ProviderUnavailable(provider, message, maybe_received=not _never_sent(exc)) from exc
     if response.status_code >= 500:
         raise ProviderUnavailable(provider, f"HTTP {response.status_code}")
     return response
@@ -113,6 +123,14 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         yield current
         linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
         todo += [item for item in linked if isinstance(item, BaseException)]
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the failure came before any byte of the request could reach the provider: no connection
+    (timed out, refused, no DNS answer) or the proxy could not reach it."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.ProxyError):
+        return True
+    return any(isinstance(cause, socket.gaierror | ConnectionRefusedError) for cause in _causes(exc))
 
 
 def _unreachable(exc: requests.RequestException, url: str, config: HttpConfig) -> str:
@@ -141,7 +159,8 @@ def json_body(response: requests.Response, provider: str) -> dict[str, Any]:
     try:
         body = json.loads(response.content)
     except ValueError as exc:
-        raise ProviderUnavailable(provider, f"unparsable body (HTTP {response.status_code})") from exc
+        message = f"unparsable body (HTTP {response.status_code})"
+        raise ProviderUnavailable(provider, message, maybe_received=True) from exc
     if not isinstance(body, dict):
-        raise ProviderUnavailable(provider, "unexpected body shape")
+        raise ProviderUnavailable(provider, "unexpected body shape", maybe_received=True)
     return body

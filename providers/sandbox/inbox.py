@@ -10,6 +10,8 @@ Who gets what, as on WeChat:
   customer-service messages); `inactive*` have not written to the account for 48 hours (45015, customer-service);
 - a subscribe message uses up one of the user's one-time subscriptions of its template (`grant_subscription`);
   without one: 43101;
+- a template message with a `client_msg_id` already sent to the same openid in the last 10 minutes is answered
+  as the first was and not delivered again (WeChat's documented de-duplication);
 - a template id starting with `bad` is not the app's (40037); a data value breaking the documented limits of its
   type (thing <= 20 characters, phrase <= 5 Chinese characters, ...) is 47003 naming the field;
 - faults of the send paths alone: `quota` (45009) and `busy` (-1) for the next N sends (`set_fault`), and a
@@ -43,6 +45,7 @@ RECENT = 200  # messages of all users kept
 PER_USER = 50  # messages kept per user
 KEEP = 7 * 24 * 3600
 SUBSCRIPTION_TTL = 30 * 24 * 3600
+ONCE_SECONDS = 600  # how long WeChat keeps a template message's client_msg_id
 MAX_GRANT = 1000
 MAX_TEXT_BYTES = 2048
 MINIPROGRAM_STATES = ("developer", "trial", "formal")
@@ -141,7 +144,16 @@ def _template(body: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(miniprogram, dict):
             raise _invalid("miniprogram")
         miniprogram = {name: _text(miniprogram, name, within="miniprogram.") for name in ("appid", "pagepath")}
-    return {"template_id": template_id, "data": check_data(body.get("data")), "url": url, "miniprogram": miniprogram}
+    client_msg_id = _text(body, "client_msg_id", required=False)
+    if len(client_msg_id.encode()) > 64:
+        raise _invalid("client_msg_id", "size out of limit")
+    return {
+        "template_id": template_id,
+        "data": check_data(body.get("data")),
+        "url": url,
+        "miniprogram": miniprogram,
+        "client_msg_id": client_msg_id,
+    }
 
 
 def _subscribe(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,14 +246,22 @@ class Inbox:
         refusal = _refused_by_user(kind, user)
         if refusal:
             raise refusal
+        msgid = "" if kind == "custom" else str(10**18 + secrets.randbelow(8 * 10**18))
+        # One template message per openid and client_msg_id within ONCE_SECONDS: a resend is answered as the
+        # first was, and delivered once.
+        once = f"sbx:inbox:once:{appid}:{openid}:{fields['client_msg_id']}" if fields.get("client_msg_id") else ""
+        if once and not self.store.add(once, msgid, ONCE_SECONDS):
+            logger.info("sandbox: %s message of %s already sent with this client_msg_id", kind, appid)
+            return {"errcode": 0, "errmsg": "ok", "msgid": int(self.store.get(once) or msgid)}
         subscription = self._subscription_key(appid, openid, fields["template_id"]) if kind == "subscribe" else ""
         if subscription and not self._take(subscription):
             raise Refusal(43101, "user refuse to accept the msg")
         if not self._take(f"sbx:inbox:quota:{appid}", missing=True):
             if subscription:
                 self._give_back(subscription)  # the message was not sent: the subscription is still there
+            if once:
+                self.store.delete(once)  # nor was this one: its client_msg_id may come again
             raise Refusal(45009, "reach max api daily quota limit")
-        msgid = "" if kind == "custom" else str(10**18 + secrets.randbelow(8 * 10**18))
         message = {
             "user": user,
             "openid": openid,
@@ -255,6 +275,7 @@ class Inbox:
             "msgtype": "",
             "text": "",
             "message": None,
+            "client_msg_id": "",
             **fields,
             "msgid": msgid,
             "at": dt.datetime.now(_CHINA).isoformat(timespec="seconds"),

@@ -76,6 +76,8 @@ class WechatClient:
                 token = self.tokens.get()
             except TimeoutError as exc:
                 raise ProviderUnavailable(PROVIDER, "access token refresh is stuck") from exc
+            except ProviderUnavailable as exc:  # the call itself was not sent
+                raise ProviderUnavailable(PROVIDER, f"no access token: {exc.message}") from exc
             params["access_token"] = token
             try:
                 return self._call(method, path, params=params, **kwargs)

@@ -2,7 +2,8 @@
 customer-service messages.
 
 One call, one answer: every WeChat answer and every transport failure becomes a SendResult whose outcome
-says what a batch does next (send on, skip the user, stop, pause for the quota, retry later). The calls go
+says what a batch does next (send on, skip the user, stop, pause for the quota, retry later, or leave a
+message that may have arrived alone). The calls go
 through WechatClient's plumbing: one pooled session, explicit timeouts, and on 40001/40014/42001 the shared
 token store's expire-if-same and one retry.
 """
@@ -34,6 +35,9 @@ class PushOutcome(enum.Enum):
     STOP = "STOP"  # the message itself is wrong (bad data or template): the batch stops after a few identical
     QUOTA = "QUOTA"  # the daily quota is used up: the batch pauses until the reset
     RETRY = "RETRY"  # busy, per-minute limit, timeouts, 5xx, an unusable answer: retried with backoff
+    # Sent, and no answer says what became of it (a read timeout, a lost connection, a garbled answer): WeChat
+    # may have delivered it, and only template messages carry a key (client_msg_id) that makes a resend safe.
+    UNKNOWN = "UNKNOWN"
     FAILED = "FAILED"  # any other errcode: not retried
 
 
@@ -119,15 +123,20 @@ class PushClient:
         data: Mapping[str, str],
         url: str = "",
         miniprogram: tuple[str, str] | None = None,
+        client_msg_id: str = "",
     ) -> SendResult:
-        """An official-account template message; `miniprogram` is (appid, pagepath) and wins over `url`."""
+        """An official-account template message; `miniprogram` is (appid, pagepath) and wins over `url`.
+        WeChat sends one message per openid and `client_msg_id` within 10 minutes, so a send whose answer
+        was lost is retried with the same id (RETRY); without one it is UNKNOWN."""
         body: dict[str, Any] = {"touser": openid, "template_id": template_id}
         if url:
             body["url"] = url
         if miniprogram is not None:
             body["miniprogram"] = {"appid": miniprogram[0], "pagepath": miniprogram[1]}
+        if client_msg_id:
+            body["client_msg_id"] = client_msg_id
         body["data"] = _values(data)
-        return self._send("template", TEMPLATE_PATH, body)
+        return self._send("template", TEMPLATE_PATH, body, resendable=bool(client_msg_id))
 
     def send_subscribe(
         self,
@@ -155,13 +164,14 @@ class PushClient:
         body = {"touser": openid, "msgtype": msgtype, msgtype: dict(message[msgtype])}
         return self._send("custom", CUSTOM_PATH, body)
 
-    def _send(self, kind: str, path: str, body: dict[str, Any]) -> SendResult:
+    def _send(self, kind: str, path: str, body: dict[str, Any], *, resendable: bool = False) -> SendResult:
         try:
             answer = self.api._call_with_token("POST", path, **_utf8_json(body))
         except ProviderError as exc:
             result = self._refused(exc)
         except ProviderUnavailable as exc:
-            result = SendResult(PushOutcome.RETRY, errmsg=exc.message)
+            lost = exc.maybe_received and not resendable
+            result = SendResult(PushOutcome.UNKNOWN if lost else PushOutcome.RETRY, errmsg=exc.message)
         else:
             msgid = answer.get("msgid")
             result = SendResult(

@@ -68,6 +68,42 @@ def test_three_followers_one_refuses_two_cards_arrive(db, wechat_sandbox, inbox,
     assert selectors.outcomes(batch.pk)[0] == {"status": "SENT", "errcode": 0, "errmsg": "", "count": 2}
 
 
+def test_a_template_message_whose_answer_was_lost_is_retried_and_arrives_once(
+    db, wechat_sandbox, inbox, django_capture_on_commit_callbacks
+):
+    ann = oa_follower(wechat_sandbox, "ann")
+    providers.push_client("official_account").prepare()  # the fault must hit the send, not the token fetch
+    providers.sandbox().set_fault("wechat", "malformed", 1)  # delivered, its answer garbled
+    batch = sent_now(django_capture_on_commit_callbacks, lambda: push([ann]))
+    assert (batch.status, batch.sent, batch.unknown) == ("DONE", 1, 0)
+    delivery = PushDelivery.objects.get(batch=batch)
+    (card,) = inbox.messages()  # the retry carried the same client_msg_id: WeChat did not deliver it again
+    assert (delivery.attempts, delivery.msgid) == (2, card["msgid"])
+    assert card["client_msg_id"] == f"push-{delivery.pk}"
+
+
+def test_a_customer_service_message_whose_answer_was_lost_is_unknown_never_resent(
+    db, wechat_sandbox, inbox, django_capture_on_commit_callbacks
+):
+    ann = oa_follower(wechat_sandbox, "ann")
+    providers.push_client("official_account").prepare()
+    providers.sandbox().set_fault("wechat", "malformed", 1)
+    batch = sent_now(
+        django_capture_on_commit_callbacks,
+        lambda: services.create_batch(
+            created_by=None,
+            channel="CUSTOM",
+            message={"msgtype": "text", "text": {"content": "Your parcel left"}},
+            user_ids=[ann.pk],
+        ),
+    )
+    assert (batch.status, batch.sent, batch.unknown, batch.pending) == ("DONE", 0, 1, 0)
+    delivery = PushDelivery.objects.get(batch=batch)
+    assert (delivery.status, delivery.attempts) == ("UNKNOWN", 1)
+    assert delivery.errmsg.startswith("maybe delivered, never resent: ")
+    assert [card["text"] for card in inbox.messages()] == ["Your parcel left"]  # delivered once, not resent
+
+
 def test_the_daily_quota_pauses_and_the_batch_resumes_after_the_reset(
     db, wechat_sandbox, inbox, settings, django_capture_on_commit_callbacks
 ):

@@ -41,10 +41,16 @@ def test_a_template_push_sends_to_bound_users_and_skips_the_unbound(db, wechat, 
     batch = sent_now(django_capture_on_commit_callbacks, lambda: template_push(users))
     assert (batch.status, batch.total, batch.sent, batch.skipped, batch.pending) == ("DONE", 3, 2, 1, 0)
     assert sorted(wechat.openids()) == ["ann-oa", "bob-oa"]
-    assert wechat.calls[0][2] == {"template_id": "tpl-news", "data": DATA, "url": "", "miniprogram": None}
     carl = PushDelivery.objects.get(batch=batch, user=users[2])
     assert (carl.status, carl.errmsg) == ("SKIPPED", "no official-account openid")
     ann = PushDelivery.objects.get(batch=batch, user=users[0])
+    assert wechat.calls[0][2] == {
+        "template_id": "tpl-news",
+        "data": DATA,
+        "url": "",
+        "miniprogram": None,
+        "client_msg_id": f"push-{ann.pk}",  # the same for each retry of this delivery
+    }
     assert ann.status == "SENT" and ann.msgid and ann.sent_at and ann.attempts == 1
 
 

@@ -107,23 +107,26 @@ def test_follows_no_redirect_and_the_answer_is_unusable(server):
     answer = send(session, "test", "GET", url + "/redirect", HttpConfig())
     assert answer.status_code == 302
     assert [path for _, path, _, _ in seen] == ["/redirect"]
-    with pytest.raises(ProviderUnavailable, match="HTTP 302"):
+    with pytest.raises(ProviderUnavailable, match="HTTP 302") as unusable:
         json_body(answer, "test")
+    assert unusable.value.maybe_received  # it answered, but not whether it acted
 
 
 def test_read_timeout_is_provider_unavailable(server):
     url, _ = server
     config = HttpConfig(connect_timeout=1.0, read_timeout=0.2)
     started = time.monotonic()
-    with pytest.raises(ProviderUnavailable, match=r"127\.0\.0\.1:\d+ did not answer within 0\.2 s"):
+    with pytest.raises(ProviderUnavailable, match=r"127\.0\.0\.1:\d+ did not answer within 0\.2 s") as slow:
         send(make_session(config), "test", "GET", url + "/slow", config)
     assert time.monotonic() - started < 0.9
+    assert slow.value.maybe_received  # the request went out
 
 
 def test_connection_refused_is_provider_unavailable_and_says_so():
     with pytest.raises(ProviderUnavailable) as refused:
         send(make_session(HttpConfig()), "test", "GET", "http://127.0.0.1:9/", HttpConfig())
     assert refused.value.message == "connection to 127.0.0.1:9 refused"
+    assert not refused.value.maybe_received
 
 
 def test_a_dns_failure_is_provider_unavailable_and_says_so():
@@ -131,6 +134,7 @@ def test_a_dns_failure_is_provider_unavailable_and_says_so():
     with pytest.raises(ProviderUnavailable) as unresolved:
         send(make_session(HttpConfig()), "test", "GET", "https://api.nowhere.invalid/x", HttpConfig())
     assert unresolved.value.message == "DNS lookup of api.nowhere.invalid failed"
+    assert not unresolved.value.maybe_received
 
 
 def test_a_connect_timeout_says_so(monkeypatch):
@@ -142,6 +146,7 @@ def test_a_connect_timeout_says_so(monkeypatch):
     with pytest.raises(ProviderUnavailable) as stalled:
         send(session, "test", "GET", "https://api.mch.weixin.qq.com/v3/x", HttpConfig(connect_timeout=3))
     assert stalled.value.message == "no connection to api.mch.weixin.qq.com within 3 s"
+    assert not stalled.value.maybe_received
 
 
 class _Recorder(BaseAdapter):
@@ -183,3 +188,16 @@ def test_an_https_proxy_in_the_environment_reaches_no_transport(monkeypatch):
     session = make_session(HttpConfig(), {"https://api.example.com": recorder})
     send(session, "test", "GET", "https://api.example.com/q", HttpConfig())
     assert "env-proxy.internal" not in str(recorder.calls[0]["proxies"])
+
+
+def test_a_5xx_is_provider_unavailable_and_the_provider_said_it_failed():
+    class Failing(_Recorder):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+            response = super().send(request, **kwargs)
+            response.status_code = 503
+            return response
+
+    session = make_session(HttpConfig(), {"https://api.example.com": Failing()})
+    with pytest.raises(ProviderUnavailable, match="HTTP 503") as failed:
+        send(session, "test", "GET", "https://api.example.com/x", HttpConfig())
+    assert not failed.value.maybe_received

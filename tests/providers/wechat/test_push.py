@@ -299,25 +299,57 @@ def _raise(exc: Exception) -> Callable[[requests.PreparedRequest], Any]:
 
 
 @pytest.mark.parametrize(
-    ("answer", "says"),
+    ("answer", "says", "maybe_received"),
     [
-        (_raise(requests.ReadTimeout("read timed out")), "did not answer within 5 s"),
-        (_raise(requests.ConnectTimeout("connect timed out")), "no connection to api.weixin.qq.com within 3 s"),
-        (_raise(requests.ConnectionError("reset")), "connection to api.weixin.qq.com failed"),
-        (lambda request: response(502, b"<html>bad gateway</html>"), "HTTP 502"),
-        (lambda request: response(200, b"<html>\x00not json"), "unparsable body"),
-        (lambda request: response(200, b"[1, 2]"), "unexpected body shape"),
-        (lambda request: {"errcode": "busy", "errmsg": "?"}, "unusable errcode 'busy'"),
+        (_raise(requests.ReadTimeout("read timed out")), "did not answer within 5 s", True),
+        (_raise(requests.ConnectTimeout("connect timed out")), "no connection to api.weixin.qq.com within 3 s", False),
+        (_raise(requests.ConnectionError("reset")), "connection to api.weixin.qq.com failed", True),
+        (lambda request: response(502, b"<html>bad gateway</html>"), "HTTP 502", False),
+        (lambda request: response(200, b"<html>\x00not json"), "unparsable body", True),
+        (lambda request: response(200, b"[1, 2]"), "unexpected body shape", True),
     ],
-    ids=["read-timeout", "connect-timeout", "connection-error", "http-502", "not-json", "not-an-object", "errcode"],
+    ids=["read-timeout", "connect-timeout", "connection-error", "http-502", "not-json", "not-an-object"],
 )
-def test_no_usable_answer_is_retry_never_an_exception(fake, push, answer, says):
-    fake.routes[TEMPLATE] = answer
+def test_no_usable_answer_is_retry_or_unknown_never_an_exception(fake, push, answer, says, maybe_received):
+    """RETRY when WeChat cannot have acted on the message (no connection, a 5xx) or when a resend is safe (a
+    template message's client_msg_id); UNKNOWN when it may have been delivered and nothing makes a resend safe."""
+    fake.routes[TEMPLATE] = fake.routes[CUSTOM] = answer
+    maybe = PushOutcome.UNKNOWN if maybe_received else PushOutcome.RETRY
+    keyed = push.send_template(openid=OPENID, template_id="t", data={"thing1": "x"}, client_msg_id="push-1")
+    unkeyed = push.send_template(openid=OPENID, template_id="t", data={"thing1": "x"})
+    custom = push.send_custom(openid=OPENID, message={"msgtype": "text", "text": {"content": "x"}})
+    assert (keyed.outcome, unkeyed.outcome, custom.outcome) == (PushOutcome.RETRY, maybe, maybe)
+    for result in (keyed, unkeyed, custom):
+        assert says in result.errmsg
+        assert (result.errcode, result.msgid, result.field) == (0, "", "")
+    assert len(fake.calls(TEMPLATE)) == 2 and len(fake.calls(CUSTOM)) == 1  # never resent here
+
+
+def test_an_unusable_errcode_is_retry(fake, push):
+    fake.routes[TEMPLATE] = {"errcode": "busy", "errmsg": "?"}
     result = push.send_template(openid=OPENID, template_id="t", data={"thing1": "x"})
-    assert result.outcome is PushOutcome.RETRY
-    assert says in result.errmsg
-    assert (result.errcode, result.msgid, result.field) == (0, "", "")
-    assert len(fake.calls(TEMPLATE)) == 1  # a POST that may have arrived is never resent here
+    assert result.outcome is PushOutcome.RETRY and "unusable errcode 'busy'" in result.errmsg
+
+
+def test_the_documented_template_example_with_its_client_msg_id(fake, push):
+    """The request example of cgi-bin/message/template/send in WeChat's documentation, key for key."""
+    documented = (
+        '{"touser":"OPENID","template_id":"ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY",'
+        '"url":"http://weixin.qq.com/download","miniprogram":{"appid":"xiaochengxuappid12345",'
+        '"pagepath":"index?foo=bar"},"client_msg_id":"MSG_000001","data":{"keyword1":{"value":"巧克力"},'
+        '"keyword2":{"value":"39.8元"},"keyword3":{"value":"2014年9月22日"}}}'
+    )
+    fake.routes[TEMPLATE] = {"errcode": 0, "errmsg": "ok", "msgid": 200228332}
+    push.send_template(
+        openid="OPENID",
+        template_id="ngqIpbwh8bUfcSsECmogfXcV14J0tQlEpBO27izEYtY",
+        data={"keyword1": "巧克力", "keyword2": "39.8元", "keyword3": "2014年9月22日"},
+        url="http://weixin.qq.com/download",
+        miniprogram=("xiaochengxuappid12345", "index?foo=bar"),
+        client_msg_id="MSG_000001",
+    )
+    (request,) = fake.calls(TEMPLATE)
+    assert request.body == documented.encode("utf-8")
 
 
 def test_a_token_fetch_timeout_is_retry(fake, push):
