@@ -190,8 +190,8 @@ CELERY_TASK_ACKS_LATE = True
 # A task whose pool process died (OOM, SIGKILL) goes back to the queue instead of being dropped: every task
 # here is safe to run again (a push delivery is claimed before its send).
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# A task taken by a worker that died is handed to another after this many seconds (Redis broker). Longer
-# than any countdown (push retries) and any push chunk, or a running task would be handed out twice.
+# A task taken by a worker that died is handed to another after this many seconds (Redis broker). Above
+# every countdown (push retries, task retries), or a task waiting for its countdown is handed out twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600)}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
@@ -372,15 +372,21 @@ ALIPAY_RETURN_HOSTS = env.list(
 PUSH_RATE_PER_SECOND = env.int("PUSH_RATE_PER_SECOND", default=20)
 # Deliveries per Celery task of a batch's fan-out.
 PUSH_CHUNK_SIZE = env.int("PUSH_CHUNK_SIZE", default=200)
-# Seconds a claimed delivery may stay SENDING before it is taken for a dead worker's (UNKNOWN, never resent).
+# Seconds a claimed delivery may stay SENDING before it is taken for a dead worker's (UNKNOWN, never resent),
+# and a running batch may make no progress before housekeeping fans it out again.
 PUSH_CLAIM_TIMEOUT = env.int("PUSH_CLAIM_TIMEOUT", default=300)
 # Sends of one delivery (busy, per-minute limit, timeouts) before it is FAILED; retries back off from
 # PUSH_RETRY_BACKOFF seconds, doubling.
 PUSH_MAX_ATTEMPTS = env.int("PUSH_MAX_ATTEMPTS", default=3)
 PUSH_RETRY_BACKOFF = env.int("PUSH_RETRY_BACKOFF", default=10)
-# A template message whose answer was lost is retried with its client_msg_id, which WeChat honours for 10
-# minutes: every retry of a delivery must fall within them.
-if PUSH_MAX_ATTEMPTS < 1 or PUSH_RETRY_BACKOFF < 0 or PUSH_RETRY_BACKOFF * (2 ** (PUSH_MAX_ATTEMPTS - 1) - 1) > 540:
+# A template message whose answer was lost is resent with its client_msg_id, which WeChat honours for 10
+# minutes, only within this many seconds of the loss (later it is UNKNOWN); the backoffs must fit in them.
+PUSH_RESEND_WITHIN = 540
+if (
+    PUSH_MAX_ATTEMPTS < 1
+    or PUSH_RETRY_BACKOFF < 0
+    or PUSH_RETRY_BACKOFF * (2 ** (PUSH_MAX_ATTEMPTS - 1) - 1) > PUSH_RESEND_WITHIN
+):
     raise ImproperlyConfigured(
         "PUSH_MAX_ATTEMPTS and PUSH_RETRY_BACKOFF: at least one attempt, and all retries within 9 minutes "
         "(PUSH_RETRY_BACKOFF * (2 ** (PUSH_MAX_ATTEMPTS - 1) - 1) <= 540)."

@@ -45,6 +45,8 @@ class PushBatch(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     paused_until = models.DateTimeField(null=True, blank=True)
+    # When its counts were last refreshed: a running batch whose counts stand still has no worker on it.
+    counted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "push batches"
@@ -78,6 +80,9 @@ class PushDelivery(models.Model):
     report = models.CharField(max_length=64, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The first send whose answer was lost (it may have arrived): a template message is resent with its
+    # client_msg_id only while WeChat still de-duplicates it; anything else that may have arrived is UNKNOWN.
+    answer_lost_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "push deliveries"

@@ -21,8 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, F, OuterRef, Subquery
-from django.db.models.functions import Substr
+from django.db.models import Count, Exists, F, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce, Substr
 from django.utils import timezone
 
 from accounts.models import User, WechatIdentity
@@ -186,7 +186,7 @@ def send_chunk(batch_id: int, delivery_ids: Iterable[int]) -> None:
         return
     deliveries = (
         PushDelivery.objects.filter(batch_id=batch_id, pk__in=list(delivery_ids), status=Status.PENDING)
-        .only("pk", "batch_id", "user_id", "openid", "attempts")
+        .only("pk", "batch_id", "user_id", "openid", "attempts", "answer_lost_at")
         .order_by("pk")
     )
     app, _ = channel_app(batch.channel)
@@ -221,10 +221,18 @@ def _send_delivery(batch: PushBatch, delivery: PushDelivery, client: PushClient)
         running: bool = PushBatch.objects.filter(pk=batch.pk, status=BatchStatus.RUNNING).exists()
         return running
     delivery.attempts += 1
-    if batch.channel == Channel.SUBSCRIBE and not use_subscription(delivery.user_id, batch.template_id):
-        mark(delivery, Status.SKIPPED, errcode=43101, errmsg="no subscription left for this template")
+    lost_at = delivery.answer_lost_at
+    if lost_at and timezone.now() - lost_at > dt.timedelta(seconds=settings.PUSH_RESEND_WITHIN):
+        mark(delivery, Status.UNKNOWN, errmsg=f"maybe delivered at {lost_at:%Y-%m-%d %H:%M:%S} UTC, too late to resend")
         return True
-    wait_for_send_slot()
+    try:
+        if batch.channel == Channel.SUBSCRIBE and not use_subscription(delivery.user_id, batch.template_id):
+            mark(delivery, Status.SKIPPED, errcode=43101, errmsg="no subscription left for this template")
+            return True
+        wait_for_send_slot()
+    except Exception:  # nothing was sent: the delivery is free for the chunk's retry
+        release(delivery, batch, attempt_made=False)
+        raise
     return _settle(delivery, batch, _send(batch, client, delivery))
 
 
@@ -262,10 +270,12 @@ def _settle(delivery: PushDelivery, batch: PushBatch, result: SendResult) -> boo
         pause(batch.pk)
         return False
     elif outcome == PushOutcome.RETRY and delivery.attempts < settings.PUSH_MAX_ATTEMPTS:
-        release(delivery, batch, attempt_made=True)
+        release(delivery, batch, attempt_made=True, answer_lost=result.maybe_received)
         backoff = settings.PUSH_RETRY_BACKOFF * 2 ** (delivery.attempts - 1)
         logger.info("push %s delivery %s: %s, retried in %ss", batch.pk, delivery.pk, result.errcode, backoff)
         tasks.send_chunk.apply_async((batch.pk, [delivery.pk]), countdown=backoff)
+    elif result.maybe_received or delivery.answer_lost_at:  # out of attempts, and one of them may have arrived
+        mark(delivery, Status.UNKNOWN, errmsg=f"maybe delivered, never resent: {result.errmsg}")
     else:  # FAILED, or RETRY out of attempts
         mark(delivery, Status.FAILED, **answer)
     return True
@@ -285,11 +295,13 @@ def mark(delivery: PushDelivery, status: Any, *, errcode: int = 0, errmsg: str =
     return bool(marked)
 
 
-def release(delivery: PushDelivery, batch: PushBatch, *, attempt_made: bool) -> None:
-    """SENDING -> PENDING (not sent: busy, quota), with its subscription given back."""
+def release(delivery: PushDelivery, batch: PushBatch, *, attempt_made: bool, answer_lost: bool = False) -> None:
+    """SENDING -> PENDING (busy, quota, or a template message whose answer was lost: resent with its
+    client_msg_id), with its subscription given back."""
     attempts = F("attempts") if attempt_made else F("attempts") - 1
+    lost_at = Coalesce(F("answer_lost_at"), Value(timezone.now())) if answer_lost else F("answer_lost_at")
     released = PushDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
-        status=Status.PENDING, attempts=attempts, claimed_at=None
+        status=Status.PENDING, attempts=attempts, claimed_at=None, answer_lost_at=lost_at
     )
     if released and batch.channel == Channel.SUBSCRIBE:
         Subscription.objects.filter(user_id=delivery.user_id, template_id=batch.template_id).update(
@@ -316,9 +328,10 @@ def refresh_counts(batch_id: int) -> PushBatch | None:
         batch.sent, batch.skipped = counts.get(Status.SENT, 0), counts.get(Status.SKIPPED, 0)
         batch.failed, batch.unknown = counts.get(Status.FAILED, 0), counts.get(Status.UNKNOWN, 0)
         batch.pending = counts.get(Status.PENDING, 0) + counts.get(Status.SENDING, 0)
-        fields = ["total", "sent", "skipped", "failed", "unknown", "pending"]
+        batch.counted_at = timezone.now()
+        fields = ["total", "sent", "skipped", "failed", "unknown", "pending", "counted_at"]
         if batch.status == BatchStatus.RUNNING and not batch.pending:
-            batch.status, batch.finished_at = BatchStatus.DONE, timezone.now()
+            batch.status, batch.finished_at = BatchStatus.DONE, batch.counted_at
             fields += ["status", "finished_at"]
         batch.save(update_fields=fields)
     return batch
@@ -340,8 +353,9 @@ def wait_for_send_slot() -> None:
     """PUSH_RATE_PER_SECOND across every worker, as WeChat would count arrivals: a send starts only while
     fewer than the rate started in the last 1 + RATE_BUCKET seconds (counters per RATE_BUCKET of the clock
     in the shared cache). So no 1-second window, sliding or on the clock, receives more than the rate, as
-    long as the sends' start-to-arrival times differ by less than RATE_BUCKET; a batch the rate binds runs
-    at about 90 % of it (bench/README.md)."""
+    long as the sends' start-to-arrival times, and the workers' clocks, differ by less than RATE_BUCKET; a
+    batch the rate binds runs at about 90 % of it (bench/README.md). (The resend after a rejected access
+    token takes no slot of its own.)"""
     rate = settings.PUSH_RATE_PER_SECOND
     if rate <= 0:
         return
@@ -354,8 +368,10 @@ def wait_for_send_slot() -> None:
         except ValueError:  # the bucket's first send
             cache.add(key, 0, timeout=RATE_KEY_TIMEOUT)
             continue
-        earlier = cache.get_many([_rate_key(b) for b in range(bucket - RATE_LOOKBACK, bucket)])
-        if mine + sum(earlier.values()) <= rate:
+        # The next bucket too: a sender whose clock already reads it may have counted itself there after we
+        # incremented ours, and one of the two then sees the other either way.
+        around = [_rate_key(b) for b in range(bucket - RATE_LOOKBACK, bucket + 2) if b != bucket]
+        if mine + sum(cache.get_many(around).values()) <= rate:
             return
         cache.decr(key)  # not sending now: the slot goes back
         time.sleep(max((bucket + 1) * RATE_BUCKET - now, 0.001))
@@ -374,16 +390,19 @@ def _stop_if_repeated(batch_id: int, result: SendResult) -> bool:
 
 
 def end_batch(batch_id: int, status: Any, reason: str) -> bool:
-    """STOPPED or CANCELLED: what is not sent yet becomes SKIPPED (in-flight sends settle themselves)."""
+    """STOPPED or CANCELLED: what is not sent yet becomes SKIPPED, or UNKNOWN when an earlier send of it lost
+    its answer (in-flight sends settle themselves)."""
     with transaction.atomic():
         ended = PushBatch.objects.filter(
             pk=batch_id, status__in=[BatchStatus.DRAFT, BatchStatus.RUNNING, BatchStatus.PAUSED]
         ).update(status=status, stop_reason=reason[:255], finished_at=timezone.now(), paused_until=None)
         if not ended:
             return False
-        PushDelivery.objects.filter(batch_id=batch_id, status=Status.PENDING).update(
-            status=Status.SKIPPED, errmsg=reason[:255]
+        pending = PushDelivery.objects.filter(batch_id=batch_id, status=Status.PENDING)
+        pending.filter(answer_lost_at__isnull=False).update(
+            status=Status.UNKNOWN, errmsg=f"maybe delivered before the push was {status.lower()}: never resent"
         )
+        pending.update(status=Status.SKIPPED, errmsg=reason[:255])
         refresh_counts(batch_id)
     return True
 
@@ -431,6 +450,20 @@ def resume(batch_id: int) -> bool:
 def resume_due() -> int:
     due = PushBatch.objects.filter(status=BatchStatus.PAUSED, paused_until__lte=timezone.now())
     return sum(resume(batch_id) for batch_id in list(due.values_list("pk", flat=True)[:100]))
+
+
+def fan_out_stalled() -> int:
+    """Running batches whose counts have stood still for PUSH_CLAIM_TIMEOUT (their chunks failed for good,
+    or wait behind other batches) are fanned out again: what is PENDING gets sent, nothing twice (claims)."""
+    cutoff = timezone.now() - dt.timedelta(seconds=settings.PUSH_CLAIM_TIMEOUT)
+    stalled = list(
+        PushBatch.objects.filter(status=BatchStatus.RUNNING, counted_at__lt=cutoff).values_list("pk", flat=True)[:100]
+    )
+    for batch_id in stalled:
+        refresh_counts(batch_id)  # counted now: fanned out again at most once per PUSH_CLAIM_TIMEOUT
+        logger.warning("push %s: no progress for %ss, fanned out again", batch_id, settings.PUSH_CLAIM_TIMEOUT)
+        tasks.fan_out.delay(batch_id)
+    return len(stalled)
 
 
 def mark_stale_unknown() -> int:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import BaseAdapter, HTTPAdapter
 
 logger = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ class ProviderUnavailable(ProviderFailure):
     """No usable answer: timeout, connection failure, 5xx or an unparsable body.
 
     `maybe_received`: the request went out and no answer says what became of it (a read timeout, a
-    connection lost after sending, a body that is not an answer), so the provider may have acted on it. False
-    when no connection was made, or the provider answered with a 5xx.
+    connection lost after sending, a gateway's 502 or 504, a body that is not an answer), so the provider may
+    have acted on it. False when no connection was made, or the provider said it failed (500, 503).
     """
 
     def __init__(self, provider: str, message: str, *, maybe_received: bool = False) -> None:
@@ -107,7 +108,8 @@ def send(
         message = _unreachable(exc, url, config)
         raise ProviderUnavailable(provider, message, maybe_received=not _never_sent(exc)) from exc
     if response.status_code >= 500:
-        raise ProviderUnavailable(provider, f"HTTP {response.status_code}")
+        gateway = response.status_code in (502, 504)  # the service behind the gateway may have acted
+        raise ProviderUnavailable(provider, f"HTTP {response.status_code}", maybe_received=gateway)
     return response
 
 
@@ -127,10 +129,11 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 def _never_sent(exc: requests.RequestException) -> bool:
     """True when the failure came before any byte of the request could reach the provider: no connection
-    (timed out, refused, no DNS answer) or the proxy could not reach it."""
+    (timed out, refused, unreachable, no DNS answer) or the proxy could not reach it."""
     if isinstance(exc, requests.ConnectTimeout | requests.exceptions.ProxyError):
         return True
-    return any(isinstance(cause, socket.gaierror | ConnectionRefusedError) for cause in _causes(exc))
+    never = urllib3.exceptions.NewConnectionError | socket.gaierror | ConnectionRefusedError
+    return any(isinstance(cause, never) for cause in _causes(exc))
 
 
 def _unreachable(exc: requests.RequestException, url: str, config: HttpConfig) -> str:

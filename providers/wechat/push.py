@@ -61,6 +61,7 @@ class SendResult:
     errmsg: str = ""
     msgid: str = ""
     field: str = ""  # for STOP: the data field WeChat named, when its errmsg names one
+    maybe_received: bool = False  # sent, and the answer lost: WeChat may have delivered it
 
 
 def outcome_for(errcode: int) -> PushOutcome:
@@ -170,8 +171,8 @@ class PushClient:
         except ProviderError as exc:
             result = self._refused(exc)
         except ProviderUnavailable as exc:
-            lost = exc.maybe_received and not resendable
-            result = SendResult(PushOutcome.UNKNOWN if lost else PushOutcome.RETRY, errmsg=exc.message)
+            outcome = PushOutcome.UNKNOWN if exc.maybe_received and not resendable else PushOutcome.RETRY
+            result = SendResult(outcome, errmsg=exc.message, maybe_received=exc.maybe_received)
         else:
             msgid = answer.get("msgid")
             result = SendResult(

@@ -417,3 +417,19 @@ def test_sandbox_serves_the_credentials_given_in_the_environment(tmp_path):
     assert out["logged_in"] is True
     # Another secret, or the fixed test app, is refused as WeChat refuses them (40125, 40013).
     assert out["errcodes"] == [40125, 40125, 40013, 0]
+
+
+# --- pushes ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attempts", "backoff", "refused"),
+    [("3", "10", False), ("5", "36", False), ("5", "37", True), ("0", "10", True), ("3", "-1", True)],
+)
+def test_push_retries_must_fit_in_wechats_client_msg_id_window(tmp_path, attempts, backoff, refused):
+    """All retries of a delivery within 9 minutes: 36 * (2^4 - 1) = 540 s is the longest allowed."""
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", DEV_SECRETS_FILE=str(tmp_path / "s.json"))
+    result = _check({**env, "PUSH_MAX_ATTEMPTS": attempts, "PUSH_RETRY_BACKOFF": backoff})
+    assert (result.returncode != 0) is refused, result.stderr
+    if refused:
+        assert "ImproperlyConfigured" in result.stderr and "PUSH_RETRY_BACKOFF" in result.stderr

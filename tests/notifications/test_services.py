@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from config import celery_app
 from notifications import services
 from notifications.models import PushBatch, PushDelivery, Subscription
 from providers.wechat.push import PushOutcome, SendResult
@@ -234,7 +235,7 @@ def test_a_chunk_is_two_reads_two_statements_a_delivery_and_one_count(db, wechat
     assert len(wechat.calls) == 3
 
 
-def test_a_claim_another_worker_took_costs_one_statement_and_the_chunk_goes_on(db, wechat):
+def test_a_delivery_another_worker_claimed_is_left_to_it_and_the_chunk_goes_on(db, wechat):
     batch = template_push([oa_user("ann"), oa_user("bob")])
     taken, free = PushDelivery.objects.filter(batch=batch).order_by("pk")
     assert services.claim(taken.pk)
@@ -273,3 +274,84 @@ def test_the_send_rate_holds_in_every_window_of_a_second(settings, fake_clock):
     # three at once; the next once those three are more than 1 + RATE_BUCKET seconds back, in whole buckets
     assert starts == [1000.25] * 3 + [1001.35] * 3 + [1002.45]
     assert all(sum(start <= other < start + 1.05 for other in starts) <= 3 for start in starts)
+
+
+LOST = SendResult(PushOutcome.RETRY, errmsg="api.weixin.qq.com did not answer within 5 s", maybe_received=True)
+
+
+def test_a_template_message_whose_answers_keep_getting_lost_ends_unknown_never_failed(
+    db, wechat, settings, django_capture_on_commit_callbacks
+):
+    settings.PUSH_MAX_ATTEMPTS = 3
+    wechat.answer = lambda openid, n: LOST
+    batch = sent_now(django_capture_on_commit_callbacks, lambda: template_push([oa_user("ann")]))
+    assert (batch.status, batch.failed, batch.unknown) == ("DONE", 0, 1)
+    delivery = PushDelivery.objects.get(batch=batch)
+    assert (delivery.status, delivery.attempts) == ("UNKNOWN", 3) and delivery.answer_lost_at is not None
+    assert delivery.errmsg.startswith("maybe delivered, never resent: ")
+    assert services.retry_failed([delivery.pk]) == 0  # an operator's retry cannot resend it later
+    assert len(wechat.calls) == 3  # each with the same client_msg_id
+    assert {body["client_msg_id"] for _, _, body in wechat.calls} == {f"push-{delivery.pk}"}
+
+
+def test_a_busy_answer_after_a_lost_one_ends_unknown_too(db, wechat, settings, django_capture_on_commit_callbacks):
+    settings.PUSH_MAX_ATTEMPTS = 2
+    busy = SendResult(PushOutcome.RETRY, errcode=-1, errmsg="system error")
+    wechat.answer = lambda openid, n: LOST if n == 1 else busy
+    batch = sent_now(django_capture_on_commit_callbacks, lambda: template_push([oa_user("ann")]))
+    assert (batch.failed, batch.unknown) == (0, 1)
+
+
+def test_a_lost_answer_is_not_resent_once_wechat_forgot_its_client_msg_id(db, wechat, settings):
+    batch = template_push([oa_user("ann")])
+    delivery = PushDelivery.objects.get(batch=batch)
+    lost_at = timezone.now() - dt.timedelta(seconds=settings.PUSH_RESEND_WITHIN + 1)
+    PushDelivery.objects.filter(pk=delivery.pk).update(attempts=1, answer_lost_at=lost_at)  # then paused, resumed
+    services.send_chunk(batch.pk, [delivery.pk])
+    delivery.refresh_from_db()
+    assert wechat.calls == []
+    assert delivery.status == "UNKNOWN" and "too late to resend" in delivery.errmsg
+
+
+def test_a_stopped_batch_leaves_a_lost_answer_unknown_not_skipped(db, wechat):
+    batch = template_push([oa_user("ann"), oa_user("bob")])
+    lost, never = PushDelivery.objects.filter(batch=batch).order_by("pk")
+    PushDelivery.objects.filter(pk=lost.pk).update(attempts=1, answer_lost_at=timezone.now())
+    cancelled = services.cancel_batch(batch_id=batch.pk)
+    assert (cancelled.skipped, cancelled.unknown, cancelled.pending) == (1, 1, 0)
+    assert PushDelivery.objects.get(pk=lost.pk).status == "UNKNOWN"
+    assert PushDelivery.objects.get(pk=never.pk).status == "SKIPPED"
+
+
+def test_a_failure_before_the_send_frees_the_delivery_and_the_chunk_runs_again(
+    db, wechat, monkeypatch, django_capture_on_commit_callbacks
+):
+    real = services.wait_for_send_slot
+    failures = iter([ConnectionError("Redis went away")])
+
+    def flaky() -> None:
+        for failure in failures:
+            raise failure
+        real()
+
+    monkeypatch.setattr(services, "wait_for_send_slot", flaky)
+    # Eager Celery retries a task inline only when its errors do not propagate (a worker always retries).
+    monkeypatch.setitem(celery_app.conf, "task_eager_propagates", False)
+    batch = sent_now(django_capture_on_commit_callbacks, lambda: template_push([oa_user("ann"), oa_user("bob")]))
+    assert (batch.status, batch.sent, batch.unknown) == ("DONE", 2, 0)
+    assert sorted(wechat.openids()) == ["ann-oa", "bob-oa"]  # each once
+    assert set(PushDelivery.objects.filter(batch=batch).values_list("attempts", flat=True)) == {1}
+
+
+def test_housekeeping_fans_out_a_running_batch_that_stopped_moving(db, wechat, settings, monkeypatch):
+    monkeypatch.setattr(services.tasks.fan_out, "delay_on_commit", lambda *args: None)  # its chunks were lost
+    batch = template_push([oa_user("ann"), oa_user("bob")])
+    assert services.fan_out_stalled() == 0  # counted just now
+    PushBatch.objects.filter(pk=batch.pk).update(
+        counted_at=timezone.now() - dt.timedelta(seconds=settings.PUSH_CLAIM_TIMEOUT + 1)
+    )
+    assert services.fan_out_stalled() == 1
+    batch.refresh_from_db()
+    assert (batch.status, batch.sent) == ("DONE", 2)
+    assert sorted(wechat.openids()) == ["ann-oa", "bob-oa"]
+    assert services.fan_out_stalled() == 0

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+import urllib3
 from requests.adapters import BaseAdapter
 
 from providers.http import HttpConfig, ProviderUnavailable, json_body, make_session, send
@@ -201,3 +202,31 @@ def test_a_5xx_is_provider_unavailable_and_the_provider_said_it_failed():
     with pytest.raises(ProviderUnavailable, match="HTTP 503") as failed:
         send(session, "test", "GET", "https://api.example.com/x", HttpConfig())
     assert not failed.value.maybe_received
+
+
+def test_an_unreachable_network_is_never_sent(monkeypatch):
+    """urllib3's NewConnectionError (here "Network is unreachable"): no connection, so nothing was sent."""
+    pool = urllib3.HTTPSConnectionPool("api.weixin.qq.com")
+    unreachable = urllib3.exceptions.NewConnectionError(pool, "Failed to establish a new connection: [Errno 101]")
+
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise requests.ConnectionError(urllib3.exceptions.MaxRetryError(pool, "/cgi-bin/x", reason=unreachable))
+
+    session = make_session(HttpConfig())
+    monkeypatch.setattr(session, "request", fails)
+    with pytest.raises(ProviderUnavailable) as failed:
+        send(session, "test", "POST", "https://api.weixin.qq.com/cgi-bin/x", HttpConfig())
+    assert not failed.value.maybe_received
+
+
+def test_a_gateway_error_may_have_been_received():
+    class Gateway(_Recorder):
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+            response = super().send(request, **kwargs)
+            response.status_code = 504
+            return response
+
+    session = make_session(HttpConfig(), {"https://api.example.com": Gateway()})
+    with pytest.raises(ProviderUnavailable, match="HTTP 504") as failed:
+        send(session, "test", "POST", "https://api.example.com/x", HttpConfig())
+    assert failed.value.maybe_received

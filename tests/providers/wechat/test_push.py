@@ -304,11 +304,12 @@ def _raise(exc: Exception) -> Callable[[requests.PreparedRequest], Any]:
         (_raise(requests.ReadTimeout("read timed out")), "did not answer within 5 s", True),
         (_raise(requests.ConnectTimeout("connect timed out")), "no connection to api.weixin.qq.com within 3 s", False),
         (_raise(requests.ConnectionError("reset")), "connection to api.weixin.qq.com failed", True),
-        (lambda request: response(502, b"<html>bad gateway</html>"), "HTTP 502", False),
+        (lambda request: response(502, b"<html>bad gateway</html>"), "HTTP 502", True),
+        (lambda request: response(503, b"<html>unavailable</html>"), "HTTP 503", False),
         (lambda request: response(200, b"<html>\x00not json"), "unparsable body", True),
         (lambda request: response(200, b"[1, 2]"), "unexpected body shape", True),
     ],
-    ids=["read-timeout", "connect-timeout", "connection-error", "http-502", "not-json", "not-an-object"],
+    ids=["read-timeout", "connect-timeout", "connection-error", "http-502", "http-503", "not-json", "not-an-object"],
 )
 def test_no_usable_answer_is_retry_or_unknown_never_an_exception(fake, push, answer, says, maybe_received):
     """RETRY when WeChat cannot have acted on the message (no connection, a 5xx) or when a resend is safe (a
@@ -320,7 +321,7 @@ def test_no_usable_answer_is_retry_or_unknown_never_an_exception(fake, push, ans
     custom = push.send_custom(openid=OPENID, message={"msgtype": "text", "text": {"content": "x"}})
     assert (keyed.outcome, unkeyed.outcome, custom.outcome) == (PushOutcome.RETRY, maybe, maybe)
     for result in (keyed, unkeyed, custom):
-        assert says in result.errmsg
+        assert says in result.errmsg and result.maybe_received is maybe_received
         assert (result.errcode, result.msgid, result.field) == (0, "", "")
     assert len(fake.calls(TEMPLATE)) == 2 and len(fake.calls(CUSTOM)) == 1  # never resent here
 
