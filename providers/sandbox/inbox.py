@@ -246,22 +246,22 @@ class Inbox:
         refusal = _refused_by_user(kind, user)
         if refusal:
             raise refusal
+        subscription = self._subscription_key(appid, openid, fields["template_id"]) if kind == "subscribe" else ""
+        if subscription and not self._take(subscription):
+            raise Refusal(43101, "user refuse to accept the msg")
+        quota = f"sbx:inbox:quota:{appid}"
+        if not self._take(quota, missing=True):
+            if subscription:
+                self._give_back(subscription)  # the message was not sent: the subscription is still there
+            raise Refusal(45009, "reach max api daily quota limit")
         msgid = "" if kind == "custom" else str(10**18 + secrets.randbelow(8 * 10**18))
         # One template message per openid and client_msg_id within ONCE_SECONDS: a resend is answered as the
         # first was, and delivered once.
         once = f"sbx:inbox:once:{appid}:{openid}:{fields['client_msg_id']}" if fields.get("client_msg_id") else ""
         if once and not self.store.add(once, msgid, ONCE_SECONDS):
+            self._give_back(quota)
             logger.info("sandbox: %s message of %s already sent with this client_msg_id", kind, appid)
             return {"errcode": 0, "errmsg": "ok", "msgid": int(self.store.get(once) or msgid)}
-        subscription = self._subscription_key(appid, openid, fields["template_id"]) if kind == "subscribe" else ""
-        if subscription and not self._take(subscription):
-            raise Refusal(43101, "user refuse to accept the msg")
-        if not self._take(f"sbx:inbox:quota:{appid}", missing=True):
-            if subscription:
-                self._give_back(subscription)  # the message was not sent: the subscription is still there
-            if once:
-                self.store.delete(once)  # nor was this one: its client_msg_id may come again
-            raise Refusal(45009, "reach max api daily quota limit")
         message = {
             "user": user,
             "openid": openid,
