@@ -191,17 +191,20 @@ def test_an_https_proxy_in_the_environment_reaches_no_transport(monkeypatch):
     assert "env-proxy.internal" not in str(recorder.calls[0]["proxies"])
 
 
-def test_a_5xx_is_provider_unavailable_and_the_provider_said_it_failed():
+@pytest.mark.parametrize(("status", "maybe_received"), [(500, False), (503, False), (502, True), (504, True)])
+def test_a_5xx_is_provider_unavailable_and_a_gateways_may_have_been_received(status, maybe_received):
+    """500 and 503: the provider says it failed. 502 and 504: a gateway's, the service behind it may have acted."""
+
     class Failing(_Recorder):
         def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
             response = super().send(request, **kwargs)
-            response.status_code = 503
+            response.status_code = status
             return response
 
     session = make_session(HttpConfig(), {"https://api.example.com": Failing()})
-    with pytest.raises(ProviderUnavailable, match="HTTP 503") as failed:
-        send(session, "test", "GET", "https://api.example.com/x", HttpConfig())
-    assert not failed.value.maybe_received
+    with pytest.raises(ProviderUnavailable, match=f"HTTP {status}") as failed:
+        send(session, "test", "POST", "https://api.example.com/x", HttpConfig())
+    assert failed.value.maybe_received is maybe_received
 
 
 def test_an_unreachable_network_is_never_sent(monkeypatch):
@@ -217,16 +220,3 @@ def test_an_unreachable_network_is_never_sent(monkeypatch):
     with pytest.raises(ProviderUnavailable) as failed:
         send(session, "test", "POST", "https://api.weixin.qq.com/cgi-bin/x", HttpConfig())
     assert not failed.value.maybe_received
-
-
-def test_a_gateway_error_may_have_been_received():
-    class Gateway(_Recorder):
-        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-            response = super().send(request, **kwargs)
-            response.status_code = 504
-            return response
-
-    session = make_session(HttpConfig(), {"https://api.example.com": Gateway()})
-    with pytest.raises(ProviderUnavailable, match="HTTP 504") as failed:
-        send(session, "test", "POST", "https://api.example.com/x", HttpConfig())
-    assert failed.value.maybe_received
