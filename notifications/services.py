@@ -225,13 +225,16 @@ def _send_delivery(batch: PushBatch, delivery: PushDelivery, client: PushClient)
     if lost_at and timezone.now() - lost_at > dt.timedelta(seconds=settings.PUSH_RESEND_WITHIN):
         mark(delivery, Status.UNKNOWN, errmsg=f"maybe delivered at {lost_at:%Y-%m-%d %H:%M:%S} UTC, too late to resend")
         return True
+    subscription_used = False
     try:
-        if batch.channel == Channel.SUBSCRIBE and not use_subscription(delivery.user_id, batch.template_id):
-            mark(delivery, Status.SKIPPED, errcode=43101, errmsg="no subscription left for this template")
-            return True
+        if batch.channel == Channel.SUBSCRIBE:
+            if not use_subscription(delivery.user_id, batch.template_id):
+                mark(delivery, Status.SKIPPED, errcode=43101, errmsg="no subscription left for this template")
+                return True
+            subscription_used = True
         wait_for_send_slot()
     except Exception:  # nothing was sent: the delivery is free for the chunk's retry
-        release(delivery, batch, attempt_made=False)
+        release(delivery, batch, attempt_made=False, subscription_used=subscription_used)
         raise
     return _settle(delivery, batch, _send(batch, client, delivery))
 
@@ -295,15 +298,22 @@ def mark(delivery: PushDelivery, status: Any, *, errcode: int = 0, errmsg: str =
     return bool(marked)
 
 
-def release(delivery: PushDelivery, batch: PushBatch, *, attempt_made: bool, answer_lost: bool = False) -> None:
+def release(
+    delivery: PushDelivery,
+    batch: PushBatch,
+    *,
+    attempt_made: bool,
+    answer_lost: bool = False,
+    subscription_used: bool = True,
+) -> None:
     """SENDING -> PENDING (busy, quota, or a template message whose answer was lost: resent with its
-    client_msg_id), with its subscription given back."""
+    client_msg_id), with the subscription it used given back."""
     attempts = F("attempts") if attempt_made else F("attempts") - 1
     lost_at = Coalesce(F("answer_lost_at"), Value(timezone.now())) if answer_lost else F("answer_lost_at")
     released = PushDelivery.objects.filter(pk=delivery.pk, status=Status.SENDING).update(
         status=Status.PENDING, attempts=attempts, claimed_at=None, answer_lost_at=lost_at
     )
-    if released and batch.channel == Channel.SUBSCRIBE:
+    if released and subscription_used and batch.channel == Channel.SUBSCRIBE:
         Subscription.objects.filter(user_id=delivery.user_id, template_id=batch.template_id).update(
             remaining=F("remaining") + 1
         )

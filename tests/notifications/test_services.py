@@ -355,3 +355,25 @@ def test_housekeeping_fans_out_a_running_batch_that_stopped_moving(db, wechat, s
     assert (batch.status, batch.sent) == ("DONE", 2)
     assert sorted(wechat.openids()) == ["ann-oa", "bob-oa"]
     assert services.fan_out_stalled() == 0
+
+
+@pytest.mark.parametrize("fails", ["use_subscription", "wait_for_send_slot"])
+def test_a_failure_before_a_subscribe_send_gives_back_only_the_subscription_it_used(
+    db, wechat, monkeypatch, fails, django_capture_on_commit_callbacks
+):
+    real = getattr(services, fails)
+    failures = iter([ConnectionError("the database or Redis went away")])
+
+    def flaky(*args: Any) -> Any:
+        for failure in failures:
+            raise failure
+        return real(*args)
+
+    monkeypatch.setattr(services, fails, flaky)
+    monkeypatch.setitem(celery_app.conf, "task_eager_propagates", False)
+    user = mp_user("mia")
+    services.record_subscription(user=user, results={"tpl-ship": "accept"})
+    batch = sent_now(django_capture_on_commit_callbacks, lambda: subscribe_push(user))
+    assert (batch.status, batch.sent) == ("DONE", 1)
+    assert wechat.openids() == ["mia-mp"]
+    assert Subscription.objects.get(user=user).remaining == 0  # one accept, one message: none given back twice
