@@ -263,8 +263,6 @@ def _settle(delivery: PushDelivery, batch: PushBatch, result: SendResult) -> boo
         mark(delivery, Status.SENT, msgid=result.msgid)
     elif outcome == PushOutcome.SKIPPED:
         mark(delivery, Status.SKIPPED, **answer)
-    elif outcome == PushOutcome.UNKNOWN:
-        mark(delivery, Status.UNKNOWN, errmsg=f"maybe delivered, never resent: {result.errmsg}")
     elif outcome == PushOutcome.STOP:
         mark(delivery, Status.FAILED, **answer)
         return not _stop_if_repeated(batch.pk, result)
@@ -277,7 +275,8 @@ def _settle(delivery: PushDelivery, batch: PushBatch, result: SendResult) -> boo
         backoff = settings.PUSH_RETRY_BACKOFF * 2 ** (delivery.attempts - 1)
         logger.info("push %s delivery %s: %s, retried in %ss", batch.pk, delivery.pk, result.errcode, backoff)
         tasks.send_chunk.apply_async((batch.pk, [delivery.pk]), countdown=backoff)
-    elif result.maybe_received or delivery.answer_lost_at:  # out of attempts, and one of them may have arrived
+    elif outcome == PushOutcome.UNKNOWN or result.maybe_received or delivery.answer_lost_at:
+        # maybe delivered: this send, or an earlier one of this delivery, lost its answer
         mark(delivery, Status.UNKNOWN, errmsg=f"maybe delivered, never resent: {result.errmsg}")
     else:  # FAILED, or RETRY out of attempts
         mark(delivery, Status.FAILED, **answer)
@@ -329,7 +328,7 @@ def refresh_counts(batch_id: int) -> PushBatch | None:
             return None
         counts = dict(
             PushDelivery.objects.filter(batch_id=batch_id)
-            .values_list("status")
+            .values("status")
             .annotate(count=Count("pk"))
             .order_by()
             .values_list("status", "count")
